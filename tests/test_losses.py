@@ -1,0 +1,132 @@
+import pytest
+import torch
+from torch.optim import Adam
+from torchgan.losses import DiscriminatorLoss, GeneratorLoss
+from torchgan.trainer import Trainer
+
+from torchgan_sagan import (
+    HingeDiscriminatorLoss,
+    HingeGeneratorLoss,
+    SAGANDiscriminator,
+    SAGANGenerator,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+)
+
+DX = torch.tensor([0.5, -2.0, 1.5])
+DGZ = torch.tensor([-1.5, 0.2, 3.0])
+# By hand: relu(1 - dx) = [0.5, 3.0, 0.0]; relu(1 + dgz) = [0.0, 1.2, 4.0]; -dgz = [1.5, -0.2, -3.0]
+D_EXPECTED = {"mean": 3.5 / 3 + 5.2 / 3, "sum": 8.7, "none": [0.5, 4.2, 4.0]}
+G_EXPECTED = {"mean": -1.7 / 3, "sum": -1.7, "none": [1.5, -0.2, -3.0]}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_hinge_values_by_hand(reduction):
+    d_expected = torch.tensor(D_EXPECTED[reduction])
+    g_expected = torch.tensor(G_EXPECTED[reduction])
+    assert torch.allclose(hinge_discriminator_loss(DX, DGZ, reduction), d_expected)
+    assert torch.allclose(hinge_generator_loss(DGZ, reduction), g_expected)
+    assert torch.allclose(HingeDiscriminatorLoss(reduction)(DX, DGZ), d_expected)
+    assert torch.allclose(HingeGeneratorLoss(reduction)(DGZ), g_expected)
+
+
+def test_hinge_discriminator_margins():
+    """Scores beyond the margins cost nothing and give no gradient."""
+    dx = torch.tensor([1.0, 3.0], requires_grad=True)
+    dgz = torch.tensor([-1.0, -5.0], requires_grad=True)
+    loss = hinge_discriminator_loss(dx, dgz)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert dx.grad.abs().sum() == 0 and dgz.grad.abs().sum() == 0
+
+
+def test_mean_allows_batches_of_different_sizes():
+    loss = hinge_discriminator_loss(torch.tensor([0.0, 0.0]), torch.tensor([1.0]))
+    assert loss.item() == pytest.approx(1.0 + 2.0)
+
+
+def test_none_needs_matching_shapes():
+    with pytest.raises(ValueError, match="needs one shape"):
+        hinge_discriminator_loss(torch.zeros(2), torch.zeros(3), reduction="none")
+
+
+@pytest.mark.parametrize("bad", ["avg", None, "MEAN"])
+def test_unknown_reduction_is_a_value_error(bad):
+    with pytest.raises(ValueError, match=r"reduction must be one of \['mean', 'sum', 'none'\]"):
+        HingeGeneratorLoss(bad)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        hinge_discriminator_loss(DX, DGZ, bad)
+
+
+def test_modules_are_torchgan_losses():
+    assert isinstance(HingeGeneratorLoss(), GeneratorLoss)
+    assert isinstance(HingeDiscriminatorLoss(), DiscriminatorLoss)
+
+
+def _trainer(tmp_path, losses):
+    params = {
+        "generator": {
+            "name": SAGANGenerator,
+            "args": {"encoding_dims": 8, "out_size": 16, "step_channels": 8},
+            "optimizer": {"name": Adam, "args": {"lr": 1e-4, "betas": (0.0, 0.9)}},
+        },
+        "discriminator": {
+            "name": SAGANDiscriminator,
+            "args": {"in_size": 16, "step_channels": 8},
+            "optimizer": {"name": Adam, "args": {"lr": 4e-4, "betas": (0.0, 0.9)}},
+        },
+    }
+    return Trainer(
+        params,
+        losses,
+        device=torch.device("cpu"),
+        epochs=1,
+        sample_size=4,
+        checkpoints=str(tmp_path / "ckpt" / "gan"),
+        recon=str(tmp_path / "images"),
+        log_dir=str(tmp_path / "logs"),
+    )
+
+
+def test_trainer_maps_its_arguments_to_the_hinge_losses(tmp_path):
+    trainer = _trainer(tmp_path, [HingeGeneratorLoss(), HingeDiscriminatorLoss()])
+    assert trainer.loss_arg_maps["HingeGeneratorLoss"] == {
+        "generator": "generator",
+        "discriminator": "discriminator",
+        "optimizer_generator": "optimizer_generator",
+        "device": "device",
+        "batch_size": "batch_size",
+        "labels": "labels",
+    }
+    assert set(trainer.loss_arg_maps["HingeDiscriminatorLoss"]) == {
+        "generator",
+        "discriminator",
+        "optimizer_discriminator",
+        "real_inputs",
+        "device",
+        "labels",
+    }
+    trainer.real_inputs = torch.rand(4, 3, 16, 16) * 2 - 1
+    trainer.batch_size = 4
+    lgen, ldis, gen_iters, dis_iters = trainer.train_iter()
+    assert (gen_iters, dis_iters) == (1, 1)
+    assert ldis >= 0 and isinstance(lgen, float)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_sum_and_mean_train(tmp_path, reduction):
+    trainer = _trainer(tmp_path, [HingeGeneratorLoss(reduction), HingeDiscriminatorLoss(reduction)])
+    trainer.real_inputs = torch.rand(4, 3, 16, 16) * 2 - 1
+    trainer.batch_size = 4
+    before = [p.detach().clone() for p in trainer.discriminator.parameters()]
+    trainer.train_iter()
+    after = list(trainer.discriminator.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_reduction_none_in_the_trainer_is_a_clear_error(tmp_path):
+    trainer = _trainer(tmp_path, [HingeGeneratorLoss("none"), HingeDiscriminatorLoss()])
+    trainer.real_inputs = torch.rand(4, 3, 16, 16)
+    trainer.batch_size = 4
+    with pytest.raises(ValueError, match="use reduction='mean' or 'sum'"):
+        trainer.train_iter()

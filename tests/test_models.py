@@ -1,0 +1,154 @@
+import pytest
+import torch
+import torch.nn as nn
+from torchgan.models import Discriminator, Generator
+
+from torchgan_sagan import SAGANDiscriminator, SAGANGenerator, SelfAttention2d
+from torchgan_sagan.layers import spectral_norm_of
+from torchgan_sagan.models import default_attn_resolutions
+
+SIZES = [16, 32, 64, 128, 256]
+
+
+def _attention_resolutions(net, x, forward):
+    """Resolutions at which each attention block of ``net`` runs during ``forward(x)``."""
+    seen = []
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args: seen.append(args[0].size(-1)))
+        for m in net.modules()
+        if isinstance(m, SelfAttention2d)
+    ]
+    forward(x)
+    for h in hooks:
+        h.remove()
+    return sorted(seen)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_shapes_for_every_size(size):
+    g = SAGANGenerator(encoding_dims=8, out_size=size, out_channels=3, step_channels=8)
+    d = SAGANDiscriminator(in_size=size, in_channels=3, step_channels=8)
+    assert isinstance(g, Generator) and isinstance(d, Discriminator)
+    with torch.no_grad():
+        images = g(torch.randn(2, 8))
+        logits = d(images)
+    assert images.shape == (2, 3, size, size)
+    assert logits.shape == (2,)
+    assert _attention_resolutions(g, torch.randn(2, 8), g) == [min(32, size // 2)]
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_attention_at_the_resolutions_asked(size):
+    asked = (4, 8, size // 2)
+    g = SAGANGenerator(8, size, 1, 8, attn_resolutions=asked)
+    d = SAGANDiscriminator(size, 1, 8, attn_resolutions=asked)
+    with torch.no_grad():
+        assert _attention_resolutions(g, torch.randn(2, 8), g) == sorted(asked)
+        assert _attention_resolutions(d, torch.randn(2, 1, size, size), d) == sorted(asked)
+    assert SAGANGenerator(8, size, 1, 8, attn_resolutions=()).attn_resolutions == ()
+
+
+def test_attention_maps_are_returned_per_resolution():
+    g = SAGANGenerator(8, 32, 3, 8, attn_resolutions=(8, 16))
+    d = SAGANDiscriminator(32, 3, 8, attn_resolutions=(16,))
+    with torch.no_grad():
+        images, maps = g.attention_maps(torch.randn(2, 8))
+        logits, d_maps = d.attention_maps(images)
+    assert images.shape == (2, 3, 32, 32) and logits.shape == (2,)
+    assert maps[8].shape == (2, 64, 16) and maps[16].shape == (2, 256, 64)
+    assert d_maps[16].shape == (2, 256, 64)
+    for attn in list(maps.values()) + list(d_maps.values()):
+        assert torch.allclose(attn.sum(-1), torch.ones(attn.shape[:2]), atol=1e-5)
+
+
+def test_discriminator_returns_raw_logits():
+    d = SAGANDiscriminator(16, 1, 8)
+    assert not any(isinstance(m, (nn.Tanh, nn.Sigmoid)) for m in d.modules())
+    with torch.no_grad():
+        # A large bias on the last layer passes straight through: nothing bounds it.
+        d.disc[0].bias.fill_(25.0)
+        logits = d(torch.randn(4, 1, 16, 16))
+    assert (logits.abs() > 1).all()
+
+
+def test_generator_uses_batchnorm_and_ends_in_tanh():
+    g = SAGANGenerator(8, 16, 3, 8)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in g.modules())
+    assert isinstance(g.model[-1], nn.Tanh)
+    out = g(torch.randn(4, 8) * 100)
+    assert out.abs().max() <= 1
+
+
+def test_every_conv_is_spectrally_normalized():
+    g = SAGANGenerator(8, 32, 3, 8, attn_resolutions=(8, 16))
+    d = SAGANDiscriminator(32, 3, 8, attn_resolutions=(8, 16))
+    for net in (g, d):
+        convs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        assert len(convs) > 5
+        assert all(spectral_norm_of(m) is not None for m in convs)
+
+
+def test_sampler_feeds_the_generator():
+    g = SAGANGenerator(encoding_dims=12, out_size=16, step_channels=8)
+    inputs = g.sampler(5, torch.device("cpu"))
+    assert inputs[0].shape == (5, 12)
+    assert g(*inputs).shape == (5, 3, 16, 16)
+
+
+def test_weight_initializer_reinitializes_normalized_weights():
+    g = SAGANGenerator(8, 16, 3, 8)
+    conv = g.model[0]
+    original = conv.parametrizations.weight.original
+    with torch.no_grad():
+        original.fill_(0.5)
+    g._weight_initializer()
+    assert conv.parametrizations.weight.original is original  # same parameter, optimizers keep it
+    assert original.std() > 0
+    w = conv.weight.transpose(0, 1)
+    assert torch.linalg.matrix_norm(w.reshape(w.size(0), -1), ord=2).item() == pytest.approx(1, abs=1e-2)
+
+
+def test_discriminator_feature_matching_returns_features():
+    d = SAGANDiscriminator(32, 3, 8)
+    assert d(torch.randn(2, 3, 32, 32), feature_matching=True).shape == (2, 32, 4, 4)
+
+
+def test_default_attention_resolution():
+    assert [default_attn_resolutions(s) for s in SIZES] == [(8,), (16,), (32,), (32,), (32,)]
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs, match",
+    [
+        (SAGANGenerator, {"out_size": 48}, r"out_size must be a power of 2 from 16 to 256"),
+        (SAGANGenerator, {"out_size": 8}, r"out_size must be a power of 2"),
+        (SAGANGenerator, {"out_size": 512}, r"out_size must be a power of 2"),
+        (SAGANDiscriminator, {"in_size": 100}, r"in_size must be a power of 2"),
+        (SAGANGenerator, {"step_channels": 0}, "step_channels must be a positive integer"),
+        (SAGANDiscriminator, {"step_channels": -4}, "step_channels must be a positive integer"),
+        (SAGANGenerator, {"out_channels": 0}, "out_channels must be a positive integer"),
+        (SAGANDiscriminator, {"in_channels": 0}, "in_channels must be a positive integer"),
+        (SAGANGenerator, {"encoding_dims": 0}, "encoding_dims must be a positive integer"),
+        (SAGANGenerator, {"encoding_dims": 12.5}, "encoding_dims must be a positive integer"),
+        (SAGANGenerator, {"out_size": 32, "attn_resolutions": (32,)}, r"resolutions \[4, 8, 16\]"),
+        (SAGANDiscriminator, {"in_size": 32, "attn_resolutions": (3,)}, r"contains 3"),
+        (SAGANGenerator, {"step_channels": 2, "out_size": 64}, r"Raise step_channels \(now 2\)"),
+        (SAGANDiscriminator, {"step_channels": 2, "in_size": 64}, r"Raise step_channels \(now 2\)"),
+        (SAGANGenerator, {"attn_layout": "fast"}, r"attn_layout must be one of"),
+    ],
+)
+def test_bad_arguments_raise_value_error_at_construction(cls, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cls(**kwargs)
+
+
+def test_noise_with_the_wrong_encoding_dims_is_a_value_error():
+    g = SAGANGenerator(encoding_dims=16, out_size=16, step_channels=8)
+    with pytest.raises(ValueError, match=r"encoding_dims=16.*got \(2, 100\)"):
+        g(torch.randn(2, 100))
+
+
+def test_images_of_the_wrong_size_are_a_value_error():
+    d = SAGANDiscriminator(in_size=32, in_channels=3, step_channels=8)
+    with pytest.raises(ValueError, match=r"expects images of shape \(B, 3, 32, 32\)"):
+        d(torch.randn(2, 3, 64, 64))

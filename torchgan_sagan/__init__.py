@@ -1,0 +1,41 @@
+"""Self-Attention GANs (SAGAN) for torchgan.
+
+Importing this package applies :func:`torchgan_sagan.compat.apply_torchgan_fixes`,
+which lets torchgan 0.1.0's ``Trainer`` log images and load checkpoints on current
+torch and torchvision. Nothing else happens at import time.
+"""
+
+from .compat import apply_torchgan_fixes
+from .layers import (
+    SelfAttention2d,
+    apply_spectral_norm,
+    refresh_spectral_norm,
+    spectral_norm,
+    spectral_norm_of,
+)
+from .losses import (
+    HingeDiscriminatorLoss,
+    HingeGeneratorLoss,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+)
+from .models import SAGANDiscriminator, SAGANGenerator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "apply_torchgan_fixes",
+    "SelfAttention2d",
+    "spectral_norm",
+    "apply_spectral_norm",
+    "spectral_norm_of",
+    "refresh_spectral_norm",
+    "hinge_generator_loss",
+    "hinge_discriminator_loss",
+    "HingeGeneratorLoss",
+    "HingeDiscriminatorLoss",
+    "SAGANGenerator",
+    "SAGANDiscriminator",
+]
+
+apply_torchgan_fixes()

@@ -1,0 +1,132 @@
+r"""The hinge loss pair used by SAGAN, as functions and as torchgan losses.
+
+.. math::
+    L_D = \mathbb{E}_x[\max(0, 1 - D(x))] + \mathbb{E}_z[\max(0, 1 + D(G(z)))] \\
+    L_G = -\mathbb{E}_z[D(G(z))]
+
+``D`` must return raw logits (no sigmoid or tanh): a bounded output would keep
+the margins of the discriminator loss from ever being reached.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchgan.losses import DiscriminatorLoss, GeneratorLoss
+
+from ._validation import check_choice
+
+__all__ = [
+    "REDUCTIONS",
+    "hinge_generator_loss",
+    "hinge_discriminator_loss",
+    "HingeGeneratorLoss",
+    "HingeDiscriminatorLoss",
+]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return x.mean()
+    if reduction == "sum":
+        return x.sum()
+    return x
+
+
+def hinge_generator_loss(dgz: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Generator hinge loss ``-D(G(z))``, reduced by ``"mean"``, ``"sum"`` or ``"none"``."""
+    check_choice("reduction", reduction, REDUCTIONS)
+    return _reduce(-dgz, reduction)
+
+
+def hinge_discriminator_loss(
+    dx: torch.Tensor, dgz: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Discriminator hinge loss ``relu(1 - D(x)) + relu(1 + D(G(z)))``.
+
+    With ``"mean"`` each term is averaged over its own batch, so real and fake
+    batches may differ in size; ``"sum"`` sums both terms; ``"none"`` returns the
+    per-sample sum and needs ``dx`` and ``dgz`` of one shape.
+    """
+    check_choice("reduction", reduction, REDUCTIONS)
+    real = F.relu(1.0 - dx)
+    fake = F.relu(1.0 + dgz)
+    if reduction == "none":
+        if dx.shape != dgz.shape:
+            raise ValueError(
+                f"reduction='none' pairs real and fake scores sample by sample and needs "
+                f"one shape, got dx {tuple(dx.shape)} and dgz {tuple(dgz.shape)}"
+            )
+        return real + fake
+    return _reduce(real, reduction) + _reduce(fake, reduction)
+
+
+def _check_scalar_reduction(loss: torch.nn.Module) -> None:
+    if loss.reduction == "none":
+        raise ValueError(
+            f"{type(loss).__name__}(reduction='none') returns one loss per sample, but "
+            f"training needs a scalar to backpropagate: use reduction='mean' or 'sum'"
+        )
+
+
+class HingeGeneratorLoss(GeneratorLoss):
+    r"""Hinge loss for the generator, :math:`L_G = -\mathbb{E}_z[D(G(z))]`.
+
+    A torchgan ``GeneratorLoss``: give it to ``torchgan.trainer.Trainer`` in the
+    losses list. ``reduction`` is ``"mean"`` (default), ``"sum"`` or ``"none"``
+    (``"none"`` only outside the Trainer, which needs a scalar).
+    """
+
+    def __init__(self, reduction: str = "mean", override_train_ops=None) -> None:
+        super().__init__(check_choice("reduction", reduction, REDUCTIONS), override_train_ops)
+
+    def forward(self, dgz: torch.Tensor) -> torch.Tensor:
+        return hinge_generator_loss(dgz, self.reduction)
+
+    def train_ops(
+        self,
+        generator,
+        discriminator,
+        optimizer_generator,
+        device,
+        batch_size,
+        labels=None,
+    ):
+        # Same signature as torchgan's: the Trainer maps its attributes by these names.
+        _check_scalar_reduction(self)
+        return super().train_ops(
+            generator, discriminator, optimizer_generator, device, batch_size, labels
+        )
+
+
+class HingeDiscriminatorLoss(DiscriminatorLoss):
+    r"""Hinge loss for the discriminator,
+    :math:`L_D = \mathbb{E}[\max(0, 1 - D(x))] + \mathbb{E}[\max(0, 1 + D(G(z)))]`.
+
+    A torchgan ``DiscriminatorLoss``: give it to ``torchgan.trainer.Trainer`` in the
+    losses list. ``reduction`` is ``"mean"`` (default), ``"sum"`` or ``"none"``
+    (``"none"`` only outside the Trainer, which needs a scalar).
+    """
+
+    def __init__(self, reduction: str = "mean", override_train_ops=None) -> None:
+        super().__init__(check_choice("reduction", reduction, REDUCTIONS), override_train_ops)
+
+    def forward(self, dx: torch.Tensor, dgz: torch.Tensor) -> torch.Tensor:
+        return hinge_discriminator_loss(dx, dgz, self.reduction)
+
+    def train_ops(
+        self,
+        generator,
+        discriminator,
+        optimizer_discriminator,
+        real_inputs,
+        device,
+        labels=None,
+    ):
+        # Same signature as torchgan's: the Trainer maps its attributes by these names.
+        _check_scalar_reduction(self)
+        return super().train_ops(
+            generator, discriminator, optimizer_discriminator, real_inputs, device, labels
+        )
