@@ -152,3 +152,21 @@ def test_images_of_the_wrong_size_are_a_value_error():
     d = SAGANDiscriminator(in_size=32, in_channels=3, step_channels=8)
     with pytest.raises(ValueError, match=r"expects images of shape \(B, 3, 32, 32\)"):
         d(torch.randn(2, 3, 64, 64))
+
+
+def test_unfused_discriminator_supports_gradient_penalties():
+    """WGAN-GP and DRAGAN differentiate D's input gradient, which fused kernels cannot."""
+    x = torch.randn(4, 3, 16, 16, requires_grad=True)
+    unfused = SAGANDiscriminator(16, 3, 8, attn_fused=False)
+    attention = next(m for m in unfused.modules() if isinstance(m, SelfAttention2d))
+    with torch.no_grad():
+        attention.gamma.fill_(0.5)
+    (grad,) = torch.autograd.grad(unfused(x).sum(), x, create_graph=True)
+    grad.norm().backward()
+    assert attention.query.parametrizations.weight.original.grad.abs().sum() > 0
+
+    fused = SAGANDiscriminator(16, 3, 8)
+    fused.load_state_dict(unfused.state_dict())
+    (grad,) = torch.autograd.grad(fused(x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="not implemented"):
+        grad.norm().backward()

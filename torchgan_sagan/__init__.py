@@ -6,6 +6,7 @@ torch and torchvision. Nothing else happens at import time.
 """
 
 from .compat import apply_torchgan_fixes
+from .configs import LOSSES, SAGANConfig, get_config, list_configs, register_config
 from .layers import (
     SelfAttention2d,
     apply_spectral_norm,
@@ -25,6 +26,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "apply_torchgan_fixes",
+    "LOSSES",
+    "SAGANConfig",
+    "register_config",
+    "get_config",
+    "list_configs",
     "SelfAttention2d",
     "spectral_norm",
     "apply_spectral_norm",

@@ -131,7 +131,10 @@ class SelfAttention2d(nn.Module):
 
     Unless the map is asked for, the layer calls
     ``torch.nn.functional.scaled_dot_product_attention`` so that no N x N_k tensor is
-    built (see :func:`_fused_attention`).
+    built (see :func:`_fused_attention`). PyTorch's fused kernels have no second
+    derivative, so a discriminator trained with a gradient penalty (WGAN-GP, DRAGAN),
+    which differentiates its gradient, needs ``fused=False``: the explicit
+    ``softmax(q k^T) v``, which builds the map but can be differentiated twice.
 
     Args:
         input_dims: channels C of the input.
@@ -140,6 +143,7 @@ class SelfAttention2d(nn.Module):
             summing to 1. This builds the map explicitly.
         layout: ``"torchgan"`` or ``"official"`` (see above).
         spectral_norm: spectrally normalize the 1x1 convolutions.
+        fused: use the fused kernel (no N x N_k map, first derivatives only).
     """
 
     def __init__(
@@ -150,6 +154,7 @@ class SelfAttention2d(nn.Module):
         *,
         layout: str = "torchgan",
         spectral_norm: bool = False,
+        fused: bool = True,
     ) -> None:
         super().__init__()
         check_positive_int("input_dims", input_dims)
@@ -175,6 +180,7 @@ class SelfAttention2d(nn.Module):
         self.qk_dims = output_dims
         self.value_dims = value_dims
         self.return_attn = return_attn
+        self.fused = fused
         self.query = nn.Conv2d(input_dims, output_dims, 1, bias=bias)
         self.key = nn.Conv2d(input_dims, output_dims, 1, bias=bias)
         self.value = nn.Conv2d(input_dims, value_dims, 1, bias=bias)
@@ -187,7 +193,7 @@ class SelfAttention2d(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"input_dims={self.input_dims}, qk_dims={self.qk_dims}, "
-            f"value_dims={self.value_dims}, layout={self.layout!r}"
+            f"value_dims={self.value_dims}, layout={self.layout!r}, fused={self.fused}"
         )
 
     def forward(self, x: torch.Tensor, return_attn: Optional[bool] = None):
@@ -207,7 +213,7 @@ class SelfAttention2d(nn.Module):
         q = self.query(x).flatten(2).transpose(1, 2)  # (B, N, C_qk)
         k = self.pool(self.key(x)).flatten(2).transpose(1, 2)  # (B, N_k, C_qk)
         v = self.pool(self.value(x)).flatten(2).transpose(1, 2)  # (B, N_k, C_v)
-        if return_attn:
+        if return_attn or not self.fused:
             attn = torch.softmax(q @ k.transpose(1, 2), dim=-1)  # (B, N, N_k)
             o = attn @ v  # (B, N, C_v)
         else:

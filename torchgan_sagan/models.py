@@ -45,9 +45,14 @@ def default_attn_resolutions(image_size: int) -> Tuple[int, ...]:
     return (min(32, image_size // 2),)
 
 
-def _feature_resolutions(image_size: int) -> List[int]:
-    """Resolutions of the inner feature maps: 4, 8, ..., image_size // 2."""
-    return [2**k for k in range(2, image_size.bit_length() - 1)]
+def _feature_widths(image_size: int, step_channels: int) -> Dict[int, int]:
+    """Channels of the inner feature maps by resolution (4, 8, ..., image_size // 2).
+
+    The same in G and D: ``step_channels`` at ``image_size // 2``, doubling at every
+    halving of the resolution.
+    """
+    resolutions = [2**k for k in range(2, image_size.bit_length() - 1)]
+    return {r: step_channels * image_size // (2 * r) for r in resolutions}
 
 
 def _check_attention(
@@ -55,12 +60,13 @@ def _check_attention(
     attn_resolutions: Iterable[int],
     widths: Dict[int, int],
     step_channels: int,
+    arg: str = "attn_resolutions",
 ) -> Tuple[int, ...]:
     resolutions = tuple(sorted(set(attn_resolutions)))
     for r in resolutions:
         if r not in widths:
             raise ValueError(
-                f"{net}: attn_resolutions contains {r!r}, but this net's feature maps "
+                f"{net}: {arg} contains {r!r}, but this net's feature maps "
                 f"have resolutions {sorted(widths)}; choose from those"
             )
         if widths[r] < 8:
@@ -122,6 +128,7 @@ class SAGANGenerator(Generator):
         attn_resolutions: feature-map resolutions followed by self-attention, each
             one of 4, 8, ..., ``out_size // 2``. Default: :func:`default_attn_resolutions`.
         attn_layout: ``"official"`` (the paper's code) or ``"torchgan"``.
+        attn_fused: attention through the fused kernel (see :class:`SelfAttention2d`).
         batchnorm: BatchNorm after every inner transposed convolution.
         nonlinearity: inner activation; ``ReLU`` if ``None``.
         last_nonlinearity: output activation; ``Tanh`` if ``None``.
@@ -136,6 +143,7 @@ class SAGANGenerator(Generator):
         *,
         attn_resolutions: Optional[Iterable[int]] = None,
         attn_layout: str = "official",
+        attn_fused: bool = True,
         batchnorm: bool = True,
         nonlinearity: Optional[nn.Module] = None,
         last_nonlinearity: Optional[nn.Module] = None,
@@ -146,8 +154,8 @@ class SAGANGenerator(Generator):
         self.out_channels = check_positive_int("out_channels", out_channels)
         self.step_channels = check_positive_int("step_channels", step_channels)
         check_choice("attn_layout", attn_layout, ATTENTION_LAYOUTS)
-        resolutions = _feature_resolutions(out_size)
-        widths = {r: step_channels * out_size // (2 * r) for r in resolutions}
+        widths = _feature_widths(out_size, step_channels)
+        resolutions = sorted(widths)  # 4, ..., out_size/2
         if attn_resolutions is None:
             attn_resolutions = default_attn_resolutions(out_size)
         self.attn_resolutions = _check_attention(
@@ -174,7 +182,7 @@ class SAGANGenerator(Generator):
                 layers.append(nn.BatchNorm2d(widths[r]))
             layers.append(act)
             if r in self.attn_resolutions:
-                layers.append(SelfAttention2d(widths[r], layout=attn_layout))
+                layers.append(SelfAttention2d(widths[r], layout=attn_layout, fused=attn_fused))
             in_ch = widths[r]
         layers += [nn.ConvTranspose2d(in_ch, out_channels, 4, 2, 1), last_act]
         self.model = nn.Sequential(*layers)
@@ -221,6 +229,9 @@ class SAGANDiscriminator(Discriminator):
         attn_resolutions: feature-map resolutions followed by self-attention, each
             one of 4, 8, ..., ``in_size // 2``. Default: :func:`default_attn_resolutions`.
         attn_layout: ``"official"`` (the paper's code) or ``"torchgan"``.
+        attn_fused: attention through the fused kernel. Set it to ``False`` when
+            training with a gradient penalty (WGAN-GP, DRAGAN), which needs second
+            derivatives that the fused kernels do not have.
         batchnorm: BatchNorm after the inner convolutions (off in SAGAN, whose D
             relies on spectral norm alone).
         nonlinearity: inner activation; ``LeakyReLU(0.1)`` if ``None``.
@@ -236,6 +247,7 @@ class SAGANDiscriminator(Discriminator):
         *,
         attn_resolutions: Optional[Iterable[int]] = None,
         attn_layout: str = "official",
+        attn_fused: bool = True,
         batchnorm: bool = False,
         nonlinearity: Optional[nn.Module] = None,
         last_nonlinearity: Optional[nn.Module] = None,
@@ -245,8 +257,8 @@ class SAGANDiscriminator(Discriminator):
         self.in_size = check_image_size("in_size", in_size)
         self.step_channels = check_positive_int("step_channels", step_channels)
         check_choice("attn_layout", attn_layout, ATTENTION_LAYOUTS)
-        resolutions = _feature_resolutions(in_size)[::-1]  # in_size/2, ..., 4
-        widths = {r: step_channels * in_size // (2 * r) for r in resolutions}
+        widths = _feature_widths(in_size, step_channels)
+        resolutions = sorted(widths, reverse=True)  # in_size/2, ..., 4
         if attn_resolutions is None:
             attn_resolutions = default_attn_resolutions(in_size)
         self.attn_resolutions = _check_attention(
@@ -263,7 +275,7 @@ class SAGANDiscriminator(Discriminator):
                 layers.append(nn.BatchNorm2d(widths[r]))
             layers.append(act)
             if r in self.attn_resolutions:
-                layers.append(SelfAttention2d(widths[r], layout=attn_layout))
+                layers.append(SelfAttention2d(widths[r], layout=attn_layout, fused=attn_fused))
             in_ch = widths[r]
         self.model = nn.Sequential(*layers)
         head: List[nn.Module] = [nn.Conv2d(in_ch, 1, 4, 1, 0)]
