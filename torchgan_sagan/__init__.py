@@ -7,6 +7,7 @@ torch and torchvision. Nothing else happens at import time.
 
 from .compat import apply_torchgan_fixes
 from .configs import LOSSES, SAGANConfig, get_config, list_configs, register_config
+from .data import ImageFiles, embedded_digits, embedded_faces, find_images, folder_transform
 from .layers import (
     SelfAttention2d,
     apply_spectral_norm,
@@ -21,6 +22,7 @@ from .losses import (
     hinge_generator_loss,
 )
 from .models import SAGANDiscriminator, SAGANGenerator
+from .visualize import attention_figure, image_grid, real_vs_fake_figure
 
 __version__ = "0.1.0"
 
@@ -42,6 +44,14 @@ __all__ = [
     "HingeDiscriminatorLoss",
     "SAGANGenerator",
     "SAGANDiscriminator",
+    "find_images",
+    "folder_transform",
+    "ImageFiles",
+    "embedded_faces",
+    "embedded_digits",
+    "image_grid",
+    "attention_figure",
+    "real_vs_fake_figure",
 ]
 
 apply_torchgan_fixes()

@@ -1,0 +1,149 @@
+"""examples/celeba.py end to end (subprocess) and its handling of bad input (in process)."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "examples" / "celeba.py"
+
+
+def _load_example():
+    spec = importlib.util.spec_from_file_location("celeba_example", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+celeba = _load_example()
+
+
+def _run(*args, cwd):
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)],
+        cwd=cwd, capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.fixture
+def celeba_folder(tmp_path):
+    """A CelebA-like tree: <root>/img_align_celeba/NNNNNN.jpg, 178x218 JPEGs."""
+    folder = tmp_path / "celeba" / "img_align_celeba"
+    folder.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(0)
+    for i in range(10):
+        pixels = (torch.rand(218, 178, 3, generator=gen) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"{i + 1:06d}.jpg")
+    return folder.parent
+
+
+def _assert_outputs(out: Path, epochs: int):
+    for epoch in range(1, epochs + 1):
+        assert (out / "samples" / f"epoch{epoch}_generator.png").stat().st_size > 0
+    assert (out / "samples" / "final.png").is_file()
+    assert (out / "real_vs_fake.png").is_file() and (out / "attention.png").is_file()
+    assert len(list((out / "checkpoints").glob("gan*.model"))) == epochs
+    assert list((out / "logs").glob("events.out.tfevents.*"))
+
+
+def test_trains_on_a_celeba_folder(celeba_folder, tmp_path):
+    out = tmp_path / "run"
+    result = _run("--data-root", celeba_folder, "--epochs", 1, "--batch-size", 4,
+                  "--step-channels", 8, "--max-images", 8, "--out", out, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Training on 8 images" in result.stdout
+    _assert_outputs(out, epochs=1)
+    checkpoint = torch.load(out / "checkpoints" / "gan0.model", weights_only=False)
+    assert checkpoint["epoch"] == 1 and checkpoint["loss_information"]["generator_iters"] == 2
+
+
+def test_trains_on_the_embedded_faces_and_resumes(tmp_path):
+    out = tmp_path / "faces"
+    first = _run("--epochs", 1, "--max-images", 10, "--out", out, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("No --data-root given: training on the embedded faces")
+    _assert_outputs(out, epochs=1)
+
+    resumed = _run("--epochs", 2, "--max-images", 10, "--out", out, "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming at epoch 2 of 2" in resumed.stdout
+    _assert_outputs(out, epochs=2)
+    checkpoint = torch.load(out / "checkpoints" / "gan1.model", weights_only=False)
+    assert checkpoint["epoch"] == 2
+
+
+def test_bad_input_exits_with_one_line_and_no_traceback(tmp_path):
+    result = _run("--data-root", tmp_path / "missing", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"celeba.py: error: data folder {str(tmp_path / 'missing')!r} does not exist"
+    ]
+
+
+def _main_error(capsys, *args):
+    assert celeba.main([str(a) for a in args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("celeba.py: error: ")
+    return err[0]
+
+
+def test_empty_folder(tmp_path, capsys):
+    assert "no images" in _main_error(capsys, "--data-root", tmp_path, "--out", tmp_path / "o")
+
+
+def test_folder_without_images(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "readme.txt").write_text("hello")
+    assert "no images" in _main_error(capsys, "--data-root", tmp_path / "data", "--out", tmp_path / "o")
+
+
+def test_only_corrupt_images(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    for i in range(3):
+        (tmp_path / "data" / f"{i}.jpg").write_bytes(b"garbage")
+    message = _main_error(capsys, "--data-root", tmp_path / "data", "--out", tmp_path / "o")
+    assert "none of the 3 image files could be read" in message
+
+
+def test_corrupt_images_are_skipped_and_counted(celeba_folder, tmp_path, capsys):
+    (celeba_folder / "img_align_celeba" / "000000.jpg").write_bytes(b"garbage")
+    code = celeba.main([
+        "--data-root", str(celeba_folder), "--epochs", "1", "--batch-size", "4",
+        "--step-channels", "8", "--max-images", "9", "--out", str(tmp_path / "o"), "--num-workers", "0",
+    ])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Training on 8 images" in out and "Skipped 1 unreadable file(s)" in out
+
+
+def test_batch_larger_than_the_dataset(tmp_path, capsys):
+    message = _main_error(capsys, "--max-images", 5, "--batch-size", 64, "--out", tmp_path / "o")
+    assert message.endswith("batch size 64 is larger than the dataset (10 images); pass a smaller --batch-size")
+
+
+def test_resume_without_checkpoint(tmp_path, capsys):
+    message = _main_error(capsys, "--resume", "--out", tmp_path / "empty")
+    assert "no checkpoint" in message
+
+
+@pytest.mark.parametrize("flag, value", [("--config", "sagan_999"), ("--loss", "l1")])
+def test_unknown_config_or_loss(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        celeba.main([flag, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"invalid choice: '{value}'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "nonsense"], "--device"),
+])
+def test_bad_numbers_and_devices(args, message, tmp_path, capsys):
+    assert message in _main_error(capsys, *args, "--out", tmp_path / "o")

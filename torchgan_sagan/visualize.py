@@ -1,0 +1,127 @@
+"""Pictures of what a SAGAN learned: sample grids and attention maps.
+
+Figures use matplotlib, imported when a figure is drawn (it comes with the
+``[examples]`` extra).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torchvision.utils import make_grid
+
+from .models import SAGANGenerator
+
+__all__ = ["image_grid", "default_queries", "attention_figure", "real_vs_fake_figure"]
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError(
+            "figures need matplotlib: python -m pip install matplotlib "
+            "(or install this package with the [examples] extra)"
+        ) from err
+    return plt
+
+
+def image_grid(images: torch.Tensor, nrow: Optional[int] = None) -> torch.Tensor:
+    """Images in [-1, 1], (B, C, H, W) -> one (3, H', W') grid in [0, 1]."""
+    nrow = nrow or max(1, int(len(images) ** 0.5))
+    return make_grid(images.detach().cpu().float(), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2, pad_value=1.0)
+
+
+def _to_numpy_image(image: torch.Tensor):
+    """(C, H, W) in [-1, 1] -> (H, W) or (H, W, 3) in [0, 1]."""
+    image = ((image.detach().cpu().float() + 1) / 2).clamp(0, 1)
+    if image.size(0) == 1:
+        return image[0].numpy()
+    return image.permute(1, 2, 0).numpy()
+
+
+def default_queries(size: int) -> Sequence[Tuple[int, int]]:
+    """Four query pixels (row, col): centre-left, centre-right, top, bottom."""
+    return [
+        (size // 2, size // 4),
+        (size // 2, 3 * size // 4),
+        (size // 4, size // 2),
+        (3 * size // 4, size // 2),
+    ]
+
+
+@torch.no_grad()
+def attention_figure(
+    generator: SAGANGenerator,
+    z: torch.Tensor,
+    path: str | os.PathLike,
+    *,
+    resolution: Optional[int] = None,
+    queries: Optional[Sequence[Tuple[int, int]]] = None,
+):
+    """Save a figure of where query pixels attend, as in the SAGAN paper's Figure 1.
+
+    One row per noise vector in ``z``: the generated image with the query pixels
+    marked, then, per query, the attention map of the block at ``resolution``
+    (default: the largest one) upsampled to the image and laid over it.
+    """
+    plt = _pyplot()
+    was_training = generator.training
+    generator.eval()
+    try:
+        images, maps = generator.attention_maps(z)
+    finally:
+        generator.train(was_training)
+    if not maps:
+        raise ValueError("the generator has no attention block (attn_resolutions is empty)")
+    resolution = resolution or max(maps)
+    if resolution not in maps:
+        raise ValueError(f"no attention block at {resolution}; the generator has {sorted(maps)}")
+    attn = maps[resolution]  # (B, N, N_k)
+    size = images.size(-1)
+    keys_side = int(round(attn.size(-1) ** 0.5))
+    queries = list(queries or default_queries(size))
+    cols = len(queries) + 1
+    fig, axes = plt.subplots(len(images), cols, figsize=(2.2 * cols, 2.2 * len(images)), squeeze=False)
+    colors = plt.cm.tab10.colors
+    for row, image in enumerate(images):
+        picture = _to_numpy_image(image)
+        cmap = "gray" if picture.ndim == 2 else None
+        axes[row, 0].imshow(picture, cmap=cmap, vmin=0, vmax=1)
+        axes[row, 0].set_title("generated" if row == 0 else "")
+        for j, (y, x) in enumerate(queries):
+            axes[row, 0].scatter([x], [y], s=40, c=[colors[j % 10]], edgecolors="white")
+            q = (y * resolution // size) * resolution + (x * resolution // size)
+            heat = attn[row, q].view(1, 1, keys_side, keys_side)
+            heat = F.interpolate(heat, size=(size, size), mode="nearest")[0, 0]
+            ax = axes[row, j + 1]
+            ax.imshow(picture, cmap=cmap, vmin=0, vmax=1)
+            ax.imshow(heat.cpu().numpy(), cmap="inferno", alpha=0.6)
+            ax.scatter([x], [y], s=40, c=[colors[j % 10]], edgecolors="white")
+            if row == 0:
+                ax.set_title(f"query {j + 1}")
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(f"attention at {resolution}x{resolution} features (rows sum to 1 over keys)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def real_vs_fake_figure(real: torch.Tensor, fake: torch.Tensor, path: str | os.PathLike) -> None:
+    """Save real and generated images side by side (both (B, C, H, W) in [-1, 1])."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+    for ax, images, title in ((axes[0], real, "real"), (axes[1], fake, "generated")):
+        ax.imshow(image_grid(images).permute(1, 2, 0).numpy())
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
