@@ -62,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, help="output folder (default: runs/<config>)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile both nets (first steps compile)")
+    p.add_argument("--amp", choices=["bf16"], help="autocast the nets (mixed precision, meant for CUDA)")
     return p.parse_args(argv)
 
 
@@ -148,7 +151,8 @@ def run(args) -> int:
     config_name = args.config or (FOLDER_CONFIG if args.data_root else EMBEDDED_CONFIG)
     overrides = {k: v for k, v in {
         "loss": args.loss, "epochs": args.epochs, "batch_size": args.batch_size,
-        "step_channels": args.step_channels}.items() if v is not None}
+        "step_channels": args.step_channels, "amp": args.amp,
+        "channels_last": args.channels_last or None, "compile": args.compile or None}.items() if v is not None}
     try:
         cfg = get_config(config_name, **overrides)
     except ValueError as err:

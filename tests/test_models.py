@@ -170,3 +170,48 @@ def test_unfused_discriminator_supports_gradient_penalties():
     (grad,) = torch.autograd.grad(fused(x).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="not implemented"):
         grad.norm().backward()
+
+
+def _same_weights(cls, args, **options):
+    torch.manual_seed(0)
+    plain = cls(*args)
+    torch.manual_seed(0)
+    fast = cls(*args, **options)
+    fast.load_state_dict(plain.state_dict())
+    return plain.eval(), fast.eval()
+
+
+def test_channels_last_gives_the_same_results():
+    g, g_cl = _same_weights(SAGANGenerator, (8, 32, 3, 8), channels_last=True)
+    d, d_cl = _same_weights(SAGANDiscriminator, (32, 3, 8), channels_last=True)
+    z = torch.randn(2, 8)
+    with torch.no_grad():
+        assert torch.allclose(g(z), g_cl(z), atol=1e-5)
+        x = g(z)
+        assert torch.allclose(d(x), d_cl(x), atol=1e-5)
+    conv = d_cl.model[0].parametrizations.weight.original
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bf16_autocast_returns_float32_close_to_float32():
+    d, d_bf16 = _same_weights(SAGANDiscriminator, (16, 3, 8), amp="bf16")
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        ref, out = d(x), d_bf16(x)
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, ref, atol=0.05 * ref.abs().max().item() + 1e-3)
+    with pytest.raises(ValueError, match=r"amp must be None or one of \['bf16'\]"):
+        SAGANDiscriminator(16, 3, 8, amp="fp16")
+
+
+def test_compiled_nets_keep_their_state_dict_and_train():
+    g, g_c = _same_weights(SAGANGenerator, (8, 16, 1, 8), compile="aot_eager")
+    d, d_c = _same_weights(SAGANDiscriminator, (16, 1, 8), compile="aot_eager")
+    assert list(g_c.state_dict()) == list(g.state_dict())
+    z = torch.randn(4, 8)
+    with torch.no_grad():
+        assert torch.allclose(g_c(z), g(z), atol=1e-5)
+    g_c.train(), d_c.train()
+    loss = d_c(g_c(z)).mean()
+    loss.backward()
+    assert g_c.model[0].parametrizations.weight.original.grad is not None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch.nn as nn
 from torch.optim import Adam
@@ -27,7 +27,7 @@ from torchgan import losses as tg
 
 from ._validation import check_choice, check_image_size, check_positive_int
 from .losses import HingeDiscriminatorLoss, HingeGeneratorLoss
-from .models import SAGANDiscriminator, SAGANGenerator, _check_attention, _feature_widths
+from .models import SAGANDiscriminator, SAGANGenerator, _check_amp, _check_attention, _feature_widths
 
 __all__ = [
     "LOSSES",
@@ -105,6 +105,11 @@ class SAGANConfig:
     batch_size: int = 64
     epochs: int = 10
     sample_size: int = 64
+    #: Speed options of both nets (see :class:`SAGANGenerator`): channels-last memory
+    #: format, ``torch.compile`` (True or a backend name), autocast (``"bf16"``).
+    channels_last: bool = False
+    compile: Union[bool, str] = False
+    amp: Optional[str] = None
     #: Where the recipe comes from; filled from the registered function's docstring.
     source: str = ""
 
@@ -126,6 +131,7 @@ class SAGANConfig:
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         # torch's Adam rejects mixed int/float betas such as (0, 0.9).
         object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
+        _check_amp(self.amp)
         widths = _feature_widths(self.image_size, self.step_channels)
         for net, key in (("generator", "g_attn_resolutions"), ("discriminator", "d_attn_resolutions")):
             resolutions = _check_attention(net, getattr(self, key), widths, self.step_channels, key)
@@ -134,6 +140,9 @@ class SAGANConfig:
     @staticmethod
     def _activation(slope: Optional[float]) -> nn.Module:
         return nn.ReLU() if slope is None else nn.LeakyReLU(slope)
+
+    def _speed_args(self) -> dict:
+        return {"channels_last": self.channels_last, "compile": self.compile, "amp": self.amp}
 
     def generator_args(self) -> dict:
         """Keyword arguments of :class:`SAGANGenerator`."""
@@ -146,6 +155,7 @@ class SAGANConfig:
             "attn_layout": self.attn_layout,
             "batchnorm": self.g_batchnorm,
             "nonlinearity": self._activation(self.g_leaky_slope),
+            **self._speed_args(),
         }
 
     def discriminator_args(self) -> dict:
@@ -164,6 +174,7 @@ class SAGANConfig:
             "batchnorm": self.d_batchnorm,
             "nonlinearity": self._activation(self.d_leaky_slope),
             "last_nonlinearity": nn.Tanh() if self.d_tanh else None,
+            **self._speed_args(),
         }
 
     def network_params(self) -> dict:

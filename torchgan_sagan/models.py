@@ -18,7 +18,7 @@ For a 64x64 image and ``step_channels = d``::
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -115,7 +115,43 @@ def _init_weights(net: nn.Module) -> None:
     refresh_spectral_norm(net)
 
 
-class SAGANGenerator(Generator):
+#: Mixed-precision modes of the nets' ``amp`` option.
+AMP_DTYPES = {"bf16": torch.bfloat16}
+
+
+def _check_amp(amp: Optional[str]) -> Optional[str]:
+    if amp is not None and amp not in AMP_DTYPES:
+        raise ValueError(
+            f"amp must be None or one of {sorted(AMP_DTYPES)}, got {amp!r} (fp16 would need "
+            f"loss scaling inside torchgan's losses, which they do not do; bf16 needs none)"
+        )
+    return amp
+
+
+class _SpeedOptions:
+    """The nets' speed options: channels_last memory format, ``torch.compile`` of the
+    layer stack, and autocast. Each is off unless asked for."""
+
+    def _set_speed_options(self, channels_last: bool, compile: Union[bool, str], amp: Optional[str]) -> None:
+        self.amp = _check_amp(amp)
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+        if compile:
+            # In place, so parameter names and state_dict keys stay the same. A string
+            # names the torch.compile backend (default "inductor").
+            self.model.compile(**({"backend": compile} if isinstance(compile, str) else {}))
+
+    def _run(self, layers: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.amp is None:
+            return layers(x)
+        with torch.autocast(x.device.type, dtype=AMP_DTYPES[self.amp]):
+            return layers(x).float()
+
+
+class SAGANGenerator(_SpeedOptions, Generator):
     r"""SAGAN generator: spectrally normalized transposed convolutions, BatchNorm,
     self-attention, ``tanh`` output.
 
@@ -132,6 +168,10 @@ class SAGANGenerator(Generator):
         batchnorm: BatchNorm after every inner transposed convolution.
         nonlinearity: inner activation; ``ReLU`` if ``None``.
         last_nonlinearity: output activation; ``Tanh`` if ``None``.
+        channels_last: keep weights and activations in channels-last memory format.
+        compile: ``torch.compile`` the layer stack (the first call compiles); a string
+            names the backend.
+        amp: ``"bf16"`` runs the layers under autocast (output in float32).
     """
 
     def __init__(
@@ -147,6 +187,9 @@ class SAGANGenerator(Generator):
         batchnorm: bool = True,
         nonlinearity: Optional[nn.Module] = None,
         last_nonlinearity: Optional[nn.Module] = None,
+        channels_last: bool = False,
+        compile: Union[bool, str] = False,
+        amp: Optional[str] = None,
     ) -> None:
         check_positive_int("encoding_dims", encoding_dims)
         super().__init__(encoding_dims, "none")
@@ -188,6 +231,7 @@ class SAGANGenerator(Generator):
         self.model = nn.Sequential(*layers)
         apply_spectral_norm(self)
         self._weight_initializer()
+        self._set_speed_options(channels_last, compile, amp)
 
     def _weight_initializer(self) -> None:
         """Re-initialize all weights (see :func:`_init_weights`)."""
@@ -206,7 +250,7 @@ class SAGANGenerator(Generator):
 
         ``feature_matching`` is accepted for torchgan compatibility and ignored.
         """
-        return self.model(self._noise_as_map(z))
+        return self._run(self.model, self._noise_as_map(z))
 
     def attention_maps(self, z: torch.Tensor) -> Tuple[torch.Tensor, Dict[int, torch.Tensor]]:
         """Generate images and return them with every attention block's map.
@@ -217,7 +261,7 @@ class SAGANGenerator(Generator):
         return _run_recording_attention(self.model, self._noise_as_map(z))
 
 
-class SAGANDiscriminator(Discriminator):
+class SAGANDiscriminator(_SpeedOptions, Discriminator):
     r"""SAGAN discriminator: spectrally normalized convolutions, self-attention, and a
     raw logit per image.
 
@@ -237,6 +281,7 @@ class SAGANDiscriminator(Discriminator):
         nonlinearity: inner activation; ``LeakyReLU(0.1)`` if ``None``.
         last_nonlinearity: applied to the logit; none if ``None``. Losses such as
             the hinge need the raw logit.
+        channels_last, compile, amp: speed options, as in :class:`SAGANGenerator`.
     """
 
     def __init__(
@@ -251,6 +296,9 @@ class SAGANDiscriminator(Discriminator):
         batchnorm: bool = False,
         nonlinearity: Optional[nn.Module] = None,
         last_nonlinearity: Optional[nn.Module] = None,
+        channels_last: bool = False,
+        compile: Union[bool, str] = False,
+        amp: Optional[str] = None,
     ) -> None:
         check_positive_int("in_channels", in_channels)
         super().__init__(in_channels, "none")
@@ -284,6 +332,7 @@ class SAGANDiscriminator(Discriminator):
         self.disc = nn.Sequential(*head)
         apply_spectral_norm(self)
         self._weight_initializer()
+        self._set_speed_options(channels_last, compile, amp)
 
     def _weight_initializer(self) -> None:
         """Re-initialize all weights (see :func:`_init_weights`)."""
@@ -300,10 +349,10 @@ class SAGANDiscriminator(Discriminator):
     def forward(self, x: torch.Tensor, feature_matching: bool = False) -> torch.Tensor:
         """Score images: logits of shape (B,), or the 4x4 features if ``feature_matching``."""
         self._check_images(x)
-        h = self.model(x)  # (B, 8d, 4, 4) for in_size 64
+        h = self._run(self.model, x)  # (B, 8d, 4, 4) for in_size 64
         if feature_matching:
             return h
-        return self.disc(h).view(x.size(0))  # (B,)
+        return self._run(self.disc, h).view(x.size(0))  # (B,)
 
     def attention_maps(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict[int, torch.Tensor]]:
         """Score images and return the logits with every attention block's map."""

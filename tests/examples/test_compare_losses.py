@@ -26,9 +26,11 @@ def test_quick_run_writes_every_result(tmp_path, classifier_cache, digit_classif
         assert 1 <= r["classes_hit"]["mean"] <= 10
         assert (out / f"samples_{variant}.png").stat().st_size > 0
         assert (out / f"seed78_{variant}.png").stat().st_size > 0
-        s78 = summary["seed_scenario"][variant]
+        s78 = json.loads((out / "sevens_eights.json").read_text())["seed_scenario"]["variants"][variant]
+        assert [p["iteration"] for p in s78["curve"]] == [2, 4]
         assert abs(s78["share_7"] + s78["share_8"] + s78["share_other"] - 1) < 1e-6
     assert summary["meta"]["classifier_test_accuracy"] >= 0.97
     table = (out / "results.md").read_text()
-    assert "| hinge |" in table and "Seed scenario" in table
+    assert "| hinge |" in table
+    assert "| hinge | 4 |" in (out / "sevens_eights.md").read_text()
     assert (out / "fid_vs_iteration.png").stat().st_size > 0

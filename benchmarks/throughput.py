@@ -1,0 +1,154 @@
+"""Training throughput in torchgan's Trainer: torchgan's tutorial SAGAN against ours.
+
+Each network trains through ``Trainer.train_iter`` (one D step and one G step with its
+losses' own ``train_ops``, exactly what ``Trainer.train`` runs per batch) on a fixed
+synthetic batch. Reported per network: milliseconds and images per second per
+iteration (median of ``--iters``, networks interleaved round by round), the FLOPs of
+one iteration (``torch.utils.flop_counter``), the achieved GFLOP/s, and the share of
+this machine's fp32 matmul throughput that it reaches.
+
+Networks (64x64 RGB, batch 64 unless told otherwise):
+
+- ``tutorial-torchgan``: torchgan's tutorial network with torchgan's layers
+  (``torchgan_sagan.reference``), Wasserstein loss with clipping;
+- ``tutorial-ours``: the same widths with this package's nets and attention
+  (config ``sagan_tutorial_64``);
+- any registered config name, e.g. ``sagan_celeba_64`` (the paper preset).
+
+A ``+`` suffix adds options to one of ours: ``+cl`` channels-last, ``+compile``
+torch.compile (its first-compile time is reported), ``+bf16`` autocast, ``+official``
+the paper's attention layout instead of torchgan's.
+
+    python benchmarks/throughput.py
+    python benchmarks/throughput.py --nets tutorial-torchgan tutorial-ours tutorial-ours+compile
+    python benchmarks/throughput.py --device cuda --batch 256 --nets sagan_celeba_64 sagan_celeba_64+bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("CONSOLE_LOGGING", "0")
+os.environ.setdefault("TENSORBOARD_LOGGING", "0")
+
+import torch  # noqa: E402
+from torch.optim import Adam  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from torchgan.losses import WassersteinDiscriminatorLoss, WassersteinGeneratorLoss  # noqa: E402
+from torchgan.trainer import Trainer  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import interleaved_times, machine_description, markdown_table, matmul_gflops, pick_device  # noqa: E402
+
+from torchgan_sagan import get_config, list_configs  # noqa: E402
+from torchgan_sagan.reference import TutorialDiscriminator, TutorialGenerator  # noqa: E402
+
+OPTIONS = {
+    "cl": {"channels_last": True},
+    "compile": {"compile": True},
+    "bf16": {"amp": "bf16"},
+    "official": {"attn_layout": "official"},
+}
+
+
+def tutorial_torchgan(step_channels: int):
+    betas = (0.0, 0.999)
+    params = {
+        "generator": {"name": TutorialGenerator, "args": {"encoding_dims": 100, "step_channels": step_channels},
+                      "optimizer": {"name": Adam, "args": {"lr": 1e-4, "betas": betas}}},
+        "discriminator": {"name": TutorialDiscriminator, "args": {"step_channels": step_channels},
+                          "optimizer": {"name": Adam, "args": {"lr": 4e-4, "betas": betas}}},
+    }
+    losses = [WassersteinGeneratorLoss(), WassersteinDiscriminatorLoss(clip=(-0.01, 0.01))]
+    return params, losses, 64, 3
+
+
+def ours(spec: str, step_channels: int):
+    name, *opts = spec.split("+")
+    config = "sagan_tutorial_64" if name == "tutorial-ours" else name
+    if config not in list_configs():
+        raise SystemExit(f"throughput.py: error: unknown network {name!r}; use tutorial-torchgan, "
+                         f"tutorial-ours or one of {list_configs()}")
+    overrides = {}
+    for opt in opts:
+        if opt not in OPTIONS:
+            raise SystemExit(f"throughput.py: error: unknown option +{opt}; use {['+' + o for o in OPTIONS]}")
+        overrides.update(OPTIONS[opt])
+    if name == "tutorial-ours" or step_channels:
+        overrides["step_channels"] = step_channels or 32
+    cfg = get_config(config, **overrides)
+    return cfg.network_params(), cfg.losses(), cfg.image_size, cfg.image_channels
+
+
+def build(spec: str, batch: int, step_channels: int, device: torch.device, workdir: Path):
+    params, losses, size, channels = (tutorial_torchgan(step_channels or 32) if spec == "tutorial-torchgan"
+                                      else ours(spec, step_channels))
+    trainer = Trainer(params, losses, device=device, sample_size=4, checkpoints=str(workdir / spec / "gan"),
+                      recon=str(workdir / spec))
+    trainer.real_inputs = torch.rand(batch, channels, size, size, device=device) * 2 - 1
+    trainer.batch_size = batch
+    return trainer
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Trainer throughput: torchgan's tutorial SAGAN against ours.")
+    p.add_argument("--nets", nargs="+", default=["tutorial-torchgan", "tutorial-ours", "tutorial-ours+cl",
+                                                 "sagan_celeba_64"])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--step-channels", type=int, help="width for every net (default: 32 for the "
+                   "tutorial nets, the config's for presets)")
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    device = pick_device(args.device)
+    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / "torchgan_sagan_throughput"
+    ceiling = matmul_gflops(device)
+    print(f"# Trainer throughput, batch {args.batch}, {machine_description(device)}; "
+          f"fp32 matmul ceiling {ceiling:.0f} GFLOP/s")
+
+    trainers, first_step = {}, {}
+    for spec in args.nets:
+        torch.manual_seed(0)
+        trainers[spec] = build(spec, args.batch, args.step_channels, device, workdir)
+        start = time.perf_counter()
+        trainers[spec].train_iter()  # warm-up; compiles where asked
+        first_step[spec] = time.perf_counter() - start
+    flops = {}
+    for spec, trainer in trainers.items():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            trainer.train_iter()
+        flops[spec] = counter.get_total_flops()
+    times = interleaved_times({s: t.train_iter for s, t in trainers.items()}, args.iters, device)
+
+    base = times.get("tutorial-torchgan")
+    rows, table = [], []
+    for spec in args.nets:
+        t = times[spec]
+        gflops = flops[spec] / t / 1e9
+        row = {"net": spec, "seconds_per_iter": t, "images_per_s": args.batch / t, "gflop_per_iter": flops[spec] / 1e9,
+               "gflops": gflops, "share_of_matmul_ceiling": gflops / ceiling, "first_step_s": first_step[spec]}
+        if base:
+            row["speedup_vs_tutorial_torchgan"] = base / t
+        rows.append(row)
+        table.append([spec, f"{t * 1e3:.0f}", f"{args.batch / t:.1f}",
+                      f"{row['speedup_vs_tutorial_torchgan']:.2f}x" if base else "-",
+                      f"{flops[spec] / 1e9:.1f}", f"{gflops:.0f}", f"{100 * gflops / ceiling:.0f}%",
+                      f"{first_step[spec]:.1f}"])
+    print(markdown_table(["net", "ms/iter", "images/s", "vs tutorial-torchgan", "GFLOP/iter", "GFLOP/s",
+                          "of matmul ceiling", "first step (s)"], table))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"device": machine_description(device), "batch": args.batch,
+                                        "matmul_gflops": ceiling, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
