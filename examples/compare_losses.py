@@ -1,7 +1,7 @@
 """Measured comparison: SAGAN with the hinge loss against torchgan's built-in losses.
 
-    python examples/compare_losses.py                          # 10 digits, 3 seeds: ~40 min on 2 CPU cores
-    python examples/compare_losses.py --scenario sevens-eights # the seed scenario: ~35 min
+    python examples/compare_losses.py                          # 10 digits, 3 seeds: ~35 min on 2 CPU cores
+    python examples/compare_losses.py --scenario sevens-eights # the seed scenario: ~45 min
     python examples/compare_losses.py --quick                  # both, tiny: under 2 minutes
     python examples/compare_losses.py --variants hinge minimax --seeds 0 1
 
