@@ -37,16 +37,14 @@ os.environ.setdefault("CONSOLE_LOGGING", "0")
 os.environ.setdefault("TENSORBOARD_LOGGING", "0")
 
 import torch  # noqa: E402
-from torch.optim import Adam  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-from torchgan.losses import WassersteinDiscriminatorLoss, WassersteinGeneratorLoss  # noqa: E402
 from torchgan.trainer import Trainer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import interleaved_times, machine_description, markdown_table, matmul_gflops, pick_device  # noqa: E402
 
 from torchgan_sagan import get_config, list_configs  # noqa: E402
-from torchgan_sagan.reference import TutorialDiscriminator, TutorialGenerator  # noqa: E402
+from torchgan_sagan.reference import tutorial_losses, tutorial_network_params  # noqa: E402
 
 OPTIONS = {
     "cl": {"channels_last": True},
@@ -57,15 +55,7 @@ OPTIONS = {
 
 
 def tutorial_torchgan(step_channels: int):
-    betas = (0.0, 0.999)
-    params = {
-        "generator": {"name": TutorialGenerator, "args": {"encoding_dims": 100, "step_channels": step_channels},
-                      "optimizer": {"name": Adam, "args": {"lr": 1e-4, "betas": betas}}},
-        "discriminator": {"name": TutorialDiscriminator, "args": {"step_channels": step_channels},
-                          "optimizer": {"name": Adam, "args": {"lr": 4e-4, "betas": betas}}},
-    }
-    losses = [WassersteinGeneratorLoss(), WassersteinDiscriminatorLoss(clip=(-0.01, 0.01))]
-    return params, losses, 64, 3
+    return tutorial_network_params(step_channels=step_channels), tutorial_losses(), 64, 3
 
 
 def ours(spec: str, step_channels: int):

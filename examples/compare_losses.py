@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Dict, List
 
 import torch
-from torch.optim import Adam
 from torch.utils.data import DataLoader
 
 # torchgan's console and TensorBoard logging are not used here; the harness reports itself.
@@ -57,7 +56,7 @@ from torchvision.utils import save_image  # noqa: E402
 from torchgan_sagan import get_config  # noqa: E402
 from torchgan_sagan.data import embedded_digits  # noqa: E402
 from torchgan_sagan.metrics import class_coverage, digit_classifier, fid, generate, kid  # noqa: E402
-from torchgan_sagan.reference import TutorialDiscriminator, TutorialGenerator  # noqa: E402
+from torchgan_sagan.reference import tutorial_network_params  # noqa: E402
 from torchgan_sagan.visualize import image_grid  # noqa: E402
 
 VARIANTS = ("hinge", "minimax", "least_squares", "wasserstein", "wasserstein_gp", "tutorial")
@@ -74,16 +73,9 @@ def build_trainer(variant: str, image_size: int, step_channels: int, workdir: Pa
                      image_channels=1, step_channels=step_channels, loss=loss)
     params = cfg.network_params()
     if variant == "tutorial":
-        betas = (0.0, 0.999)  # the tutorial's
-        params = {
-            "generator": {"name": TutorialGenerator,
-                          "args": {"encoding_dims": cfg.encoding_dims, "out_size": image_size,
-                                   "out_channels": 1, "step_channels": step_channels},
-                          "optimizer": {"name": Adam, "args": {"lr": cfg.g_lr, "betas": betas}}},
-            "discriminator": {"name": TutorialDiscriminator,
-                              "args": {"in_size": image_size, "in_channels": 1, "step_channels": step_channels},
-                              "optimizer": {"name": Adam, "args": {"lr": cfg.d_lr, "betas": betas}}},
-        }
+        # Same encoding, size and learning rates as the others; the tutorial's betas.
+        params = tutorial_network_params(encoding_dims=cfg.encoding_dims, image_size=image_size, channels=1,
+                                         step_channels=step_channels, g_lr=cfg.g_lr, d_lr=cfg.d_lr)
     return Trainer(params, cfg.losses(), device=torch.device("cpu"),
                    checkpoints=str(workdir / "ckpt" / "gan"), recon=str(workdir / "images"),
                    **cfg.trainer_kwargs())

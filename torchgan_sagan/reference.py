@@ -20,13 +20,15 @@ from typing import List
 
 import torch
 import torch.nn as nn
+from torch.optim import Adam
 from torchgan.layers import SelfAttention2d as TorchganSelfAttention2d
 from torchgan.layers import SpectralNorm2d
+from torchgan.losses import WassersteinDiscriminatorLoss, WassersteinGeneratorLoss
 from torchgan.models import Discriminator, Generator
 
 from ._validation import check_image_size, check_positive_int
 
-__all__ = ["TutorialGenerator", "TutorialDiscriminator"]
+__all__ = ["TutorialGenerator", "TutorialDiscriminator", "tutorial_network_params", "tutorial_losses"]
 
 
 class TutorialGenerator(Generator):
@@ -84,3 +86,28 @@ class TutorialDiscriminator(Discriminator):
 
     def forward(self, x: torch.Tensor, feature_matching: bool = False) -> torch.Tensor:
         return self.model(x).view(x.size(0))
+
+
+def tutorial_network_params(*, encoding_dims: int = 100, image_size: int = 64, channels: int = 3,
+                            step_channels: int = 32, g_lr: float = 1e-4, d_lr: float = 4e-4) -> dict:
+    """torchgan's ``models`` dict for the tutorial nets, with the tutorial's Adam
+    (TTUR learning rates, betas (0, 0.999)); the defaults are the tutorial's own."""
+    betas = (0.0, 0.999)
+    return {
+        "generator": {
+            "name": TutorialGenerator,
+            "args": {"encoding_dims": encoding_dims, "out_size": image_size,
+                     "out_channels": channels, "step_channels": step_channels},
+            "optimizer": {"name": Adam, "args": {"lr": g_lr, "betas": betas}},
+        },
+        "discriminator": {
+            "name": TutorialDiscriminator,
+            "args": {"in_size": image_size, "in_channels": channels, "step_channels": step_channels},
+            "optimizer": {"name": Adam, "args": {"lr": d_lr, "betas": betas}},
+        },
+    }
+
+
+def tutorial_losses() -> list:
+    """The tutorial's losses: Wasserstein with weight clipping at 0.01."""
+    return [WassersteinGeneratorLoss(), WassersteinDiscriminatorLoss(clip=(-0.01, 0.01))]
