@@ -4,6 +4,7 @@
     python examples/celeba.py --data-root ~/data/celeba         # CelebA (img_align_celeba or its parent)
     python examples/celeba.py --data-root DIR --loss wasserstein_gp --epochs 5
     python examples/celeba.py --out runs/faces --resume --epochs 80
+    python examples/celeba.py --ema 0.999 --diffaugment              # moving-average G, DiffAugment
 
 With no ``--data-root`` it trains on the 100 face crops of Labeled Faces in the Wild that
 ship with scikit-image (grayscale, 32x32, with their mirror images), so it runs anywhere
@@ -62,6 +63,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, help="output folder (default: runs/<config>)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--ema", type=float, metavar="DECAY", help="keep a moving average of G's weights "
+                   "with this decay (e.g. 0.999) for samples and checkpoints")
+    p.add_argument("--ema-start", type=int, default=0, metavar="STEPS",
+                   help="G steps before the average starts (it copies G until then)")
+    p.add_argument("--diffaugment", nargs="?", const="color,translation,cutout", metavar="POLICY",
+                   help="DiffAugment everything D sees; POLICY is a comma-separated subset of "
+                        "color,translation,cutout (all three if omitted)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile both nets (first steps compile)")
     p.add_argument("--amp", choices=["bf16"], help="autocast the nets (mixed precision, meant for CUDA)")
@@ -151,12 +159,17 @@ def run(args) -> int:
     config_name = args.config or (FOLDER_CONFIG if args.data_root else EMBEDDED_CONFIG)
     overrides = {k: v for k, v in {
         "loss": args.loss, "epochs": args.epochs, "batch_size": args.batch_size,
-        "step_channels": args.step_channels, "amp": args.amp,
+        "step_channels": args.step_channels, "amp": args.amp, "diffaugment": args.diffaugment,
+        "ema_decay": args.ema, "ema_start": args.ema_start if args.ema is not None else None,
         "channels_last": args.channels_last or None, "compile": args.compile or None}.items() if v is not None}
     try:
         cfg = get_config(config_name, **overrides)
     except ValueError as err:
         raise CliError(str(err)) from err
+    if cfg.num_classes:
+        raise CliError(f"config {config_name} is class-conditional, and this example trains on "
+                       f"unlabelled images; pick an unconditional config (examples/compare_losses.py "
+                       f"--variants cond trains the conditional digits)")
     device = pick_device(args.device)
     out = args.out or Path("runs") / config_name
     random.seed(args.seed)
@@ -174,8 +187,10 @@ def run(args) -> int:
                         num_workers=workers, pin_memory=device.type == "cuda",
                         generator=torch.Generator().manual_seed(args.seed))
 
+    extras = "".join([f", EMA decay {cfg.ema_decay}" if cfg.ema_decay is not None else "",
+                      f", DiffAugment {cfg.diffaugment}" if cfg.diffaugment else ""])
     print(f"Config {config_name}: loss {cfg.loss}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
-          f"step_channels {cfg.step_channels}, device {device}. Output: {out}")
+          f"step_channels {cfg.step_channels}{extras}, device {device}. Output: {out}")
     # Fixed noise, the same on every resume, for comparable sample grids.
     test_noise = torch.randn(cfg.sample_size, cfg.encoding_dims,
                              generator=torch.Generator().manual_seed(args.seed + 1)).to(device)

@@ -4,6 +4,7 @@
     python examples/compare_losses.py --scenario sevens-eights # the seed scenario: ~45 min
     python examples/compare_losses.py --quick                  # both, tiny: under 2 minutes
     python examples/compare_losses.py --variants hinge minimax --seeds 0 1
+    python examples/compare_losses.py --variants hinge hinge+cl tutorial tutorial-ours
 
 Every variant trains the same SAGAN (config ``sagan_32``, grayscale, with the same seed,
 iterations, batch and TTUR learning rates) on the handwritten digits that ship with
@@ -15,7 +16,17 @@ each loss runs its own torchgan ``train_ops``). Only the loss changes:
   torchgan's losses;
 - ``tutorial``: for reference, torchgan's SAGAN tutorial network as shipped (its own
   ``SelfAttention2d``, BatchNorm, tanh output, Wasserstein loss with clipping, betas
-  (0, 0.999)), at 32x32.
+  (0, 0.999)), at 32x32;
+- ``tutorial-ours``: the same network from this package (config ``sagan_tutorial_64``
+  at 32x32), not in the default set;
+- ``cond``: class-conditional SAGAN with the hinge loss (config ``sagan_cond_digits_32``:
+  conditional BatchNorm in G, projection D), not in the default set; its samples are
+  asked for every class in equal shares, and the class accuracy (the share the digit
+  classifier puts in the class asked for) is reported as well.
+
+Any of ours takes ``+`` options that change settings of its config, e.g.
+``hinge+cl`` (channels-last), ``tutorial-ours+dropin`` (torchgan's attention layout),
+``hinge+ema+diffaug`` (moving average of G, DiffAugment): see ``OPTIONS``.
 
 Quality is measured offline (``torchgan_sagan.metrics``) at regular intervals: FID and
 KID in the feature space of a small digit classifier, and class coverage (how many of
@@ -55,11 +66,30 @@ from torchvision.utils import save_image  # noqa: E402
 
 from torchgan_sagan import get_config  # noqa: E402
 from torchgan_sagan.data import embedded_digits  # noqa: E402
-from torchgan_sagan.metrics import class_coverage, digit_classifier, fid, generate, kid  # noqa: E402
+from torchgan_sagan.metrics import (  # noqa: E402
+    class_accuracy,
+    class_coverage,
+    digit_classifier,
+    fid,
+    generate,
+    kid,
+    sample_labels,
+)
 from torchgan_sagan.reference import tutorial_network_params  # noqa: E402
 from torchgan_sagan.visualize import image_grid  # noqa: E402
 
 VARIANTS = ("hinge", "minimax", "least_squares", "wasserstein", "wasserstein_gp", "tutorial")
+BASES = VARIANTS + ("tutorial-ours", "cond")
+#: ``+option`` suffixes of a variant and the config fields they set.
+OPTIONS = {
+    "cl": {"channels_last": True},
+    "dropin": {"attn_layout": "torchgan"},
+    "official": {"attn_layout": "official"},
+    "unfused": {"attn_fused": False},
+    # Sized for runs of ~1200 G steps: a ~200-step memory, from step 200 on.
+    "ema": {"ema_decay": 0.995, "ema_start": 200},
+    "diffaug": {"diffaugment": "color,translation,cutout"},
+}
 
 FULL = dict(seeds=[0, 1, 2], iters=1200, eval_every=200, samples=1000, step_channels=16, batch=64,
             seed78_iters=1500, seed78_eval_every=500, seed78_step_channels=16, seed78_batch=32)
@@ -67,10 +97,42 @@ QUICK = dict(seeds=[0], iters=12, eval_every=6, samples=200, step_channels=8, ba
              seed78_iters=4, seed78_eval_every=2, seed78_step_channels=8, seed78_batch=16)
 
 
+def parse_variant(spec: str):
+    """``"hinge+cl"`` -> ``("hinge", {"channels_last": True})``; ValueError naming the
+    known bases and options otherwise."""
+    base, *options = spec.split("+")
+    if base not in BASES:
+        raise ValueError(f"unknown variant {base!r} in {spec!r}; use one of {list(BASES)}, optionally "
+                         f"with +options from {list(OPTIONS)}")
+    if base == "tutorial" and options:
+        raise ValueError(f"{spec!r}: 'tutorial' is torchgan's own network and takes no options; "
+                         "use 'tutorial-ours+...' for this package's version of it")
+    overrides = {}
+    for option in options:
+        if option not in OPTIONS:
+            raise ValueError(f"unknown option +{option} in {spec!r}; use {['+' + o for o in OPTIONS]}")
+        overrides.update(OPTIONS[option])
+    return base, overrides
+
+
+def build_config(variant: str, image_size: int, step_channels: int):
+    base, overrides = parse_variant(variant)
+    if base == "cond":
+        if image_size != 32:
+            raise ValueError("'cond' runs in the digits scenario only (all ten classes at 32x32)")
+        return get_config("sagan_cond_digits_32", step_channels=step_channels, **overrides)
+    if base == "tutorial-ours":
+        # The tutorial's attention placement at this size: S/4 and S/2 in G, 4 and 8 in D.
+        return get_config("sagan_tutorial_64", image_size=image_size, image_channels=1,
+                          step_channels=step_channels, g_attn_resolutions=(image_size // 4, image_size // 2),
+                          d_attn_resolutions=(4, 8), **overrides)
+    loss = "wasserstein" if base == "tutorial" else base
+    return get_config("sagan_32" if image_size == 32 else "sagan_celeba_64",
+                      image_channels=1, step_channels=step_channels, loss=loss, **overrides)
+
+
 def build_trainer(variant: str, image_size: int, step_channels: int, workdir: Path) -> Trainer:
-    loss = "wasserstein" if variant == "tutorial" else variant
-    cfg = get_config("sagan_32" if image_size == 32 else "sagan_celeba_64",
-                     image_channels=1, step_channels=step_channels, loss=loss)
+    cfg = build_config(variant, image_size, step_channels)
     params = cfg.network_params()
     if variant == "tutorial":
         # Same encoding, size and learning rates as the others; the tutorial's betas.
@@ -102,8 +164,12 @@ def train_step(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor) -> 
 def evaluate(generator, real_images, real_labels, classifier, samples: int) -> Dict:
     fake = generate(generator, samples, seed=12345)
     coverage = class_coverage(fake, classifier, real_labels)
-    return {"fid": fid(real_images, fake, classifier), "kid": kid(real_images, fake, classifier)["mean"],
-            "classes_hit": coverage["classes_hit"], "kl": coverage["kl"], "histogram": coverage["histogram"]}
+    result = {"fid": fid(real_images, fake, classifier), "kid": kid(real_images, fake, classifier)["mean"],
+              "classes_hit": coverage["classes_hit"], "kl": coverage["kl"], "histogram": coverage["histogram"]}
+    asked = sample_labels(generator, samples)
+    if asked is not None:
+        result["class_accuracy"] = class_accuracy(fake, asked, classifier)
+    return result
 
 
 def run_variant(variant, seed, dataset, classifier, settings, workdir: Path, log) -> Dict:
@@ -118,8 +184,9 @@ def run_variant(variant, seed, dataset, classifier, settings, workdir: Path, log
             point = {"iteration": it, **evaluate(trainer.generator, real_images, real_labels,
                                                  classifier, settings["samples"])}
             curve.append(point)
+            accuracy = f"  class acc. {point['class_accuracy']:.3f}" if "class_accuracy" in point else ""
             log(f"  {variant:15s} seed {seed} iter {it:5d}: FID {point['fid']:8.2f}  KID {point['kid']:.4f}  "
-                f"classes {point['classes_hit']:2d}  KL {point['kl']:.3f}")
+                f"classes {point['classes_hit']:2d}  KL {point['kl']:.3f}{accuracy}")
     return {"curve": curve, "final": curve[-1], "train_seconds": time.time() - start,
             "generator": trainer.generator}
 
@@ -137,6 +204,10 @@ def diversity(images: torch.Tensor, classifier) -> float:
 
 
 def seed_scenario(variants, classifier, settings, workdir: Path, out: Path, log) -> Dict:
+    skipped = [v for v in variants if parse_variant(v)[0] == "cond"]
+    if skipped:
+        log(f"  7s/8s: skipping {skipped}: the seed scenario is unconditional")
+    variants = [v for v in variants if v not in skipped]
     data = embedded_digits(64, classes=[7, 8])
     real_images, real_labels = data.tensors
     real_diversity = diversity(real_images, classifier)
@@ -205,13 +276,15 @@ def write_markdown(summary: Dict, path: Path) -> None:
         f"seeds {meta['seeds']}; metrics on {meta['samples']} samples against all {meta['real_images']} "
         f"real digits. Mean ± std over seeds; lower FID/KID/KL is better, 10 classes is full coverage.",
         "",
-        "| variant | FID | KID | classes hit | KL(gen ‖ real) | train s/run |",
-        "|---|---|---|---|---|---|",
+        "| variant | FID | KID | classes hit | KL(gen ‖ real) | class accuracy | train s/run |",
+        "|---|---|---|---|---|---|---|",
     ]
     for variant, r in summary["results"].items():
         f, k, c, kl = r["fid"], r["kid"], r["classes_hit"], r["kl"]
+        acc = f"{r['class_accuracy']['mean']:.3f} ± {r['class_accuracy']['std']:.3f}" if "class_accuracy" in r else "-"
         lines.append(f"| {variant} | {f['mean']:.2f} ± {f['std']:.2f} | {k['mean']:.4f} ± {k['std']:.4f} | "
                      f"{c['mean']:.1f} ± {c['std']:.1f} | {kl['mean']:.3f} ± {kl['std']:.3f} | "
+                     f"{acc} | "
                      f"{r['train_seconds']['mean']:.0f} |")
     path.write_text("\n".join(lines) + "\n")
 
@@ -246,10 +319,18 @@ def main(argv=None) -> int:
     p.add_argument("--scenario", choices=["digits", "sevens-eights"], default="digits",
                    help="digits: all ten digits at 32x32 over seeds; sevens-eights: the seed scenario")
     p.add_argument("--out", type=Path, default=Path("runs/compare_losses"))
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS),
+                   help=f"default: {' '.join(VARIANTS)}; also tutorial-ours, and +options on ours "
+                        f"({', '.join('+' + o for o in OPTIONS)})")
     p.add_argument("--seeds", type=int, nargs="+", help="default: 0 1 2 (quick: 0)")
     p.add_argument("--iters", type=int, help="training iterations per run")
     args = p.parse_args(argv)
+    for spec in args.variants:
+        try:
+            parse_variant(spec)
+        except ValueError as err:
+            print(f"compare_losses.py: error: {err}", file=sys.stderr)
+            return 2
     settings = dict(QUICK if args.quick else FULL)
     if args.seeds:
         settings["seeds"] = args.seeds
@@ -267,7 +348,7 @@ def main(argv=None) -> int:
     started = time.time()
     classifier = digit_classifier(verbose=True)
     log(f"digit classifier: test accuracy {classifier.test_accuracy:.4f} on the held-out 25% of sklearn digits")
-    command = "python examples/compare_losses.py" + (" --quick" if args.quick else f" --scenario {args.scenario}")
+    command = " ".join(["python examples/compare_losses.py", *(sys.argv[1:] if argv is None else argv)])
     meta = {"command": command, "date": time.strftime("%Y-%m-%d"),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__,
             "classifier_test_accuracy": classifier.test_accuracy, **settings}
@@ -298,8 +379,10 @@ def digits_scenario(args, settings, classifier, workdir: Path, log) -> Dict:
             run = run_variant(variant, seed, dataset, classifier, settings, workdir / variant, log)
             runs.append(run)
             if seed == settings["seeds"][0]:
-                samples = generate(run["generator"], 64, seed=12345)
-                save_image(image_grid(samples, nrow=8), args.out / f"samples_{variant}.png")
+                # Conditional: 100 samples, one class per column.
+                count, nrow = (100, 10) if getattr(run["generator"], "num_classes", 0) else (64, 8)
+                samples = generate(run["generator"], count, seed=12345)
+                save_image(image_grid(samples, nrow=nrow), args.out / f"samples_{variant}.png")
         iters = [pt["iteration"] for pt in runs[0]["curve"]]
         fids = [[r["curve"][i]["fid"] for r in runs] for i in range(len(iters))]
         per_variant[variant] = {
@@ -307,6 +390,8 @@ def digits_scenario(args, settings, classifier, workdir: Path, log) -> Dict:
             "kid": mean_std([r["final"]["kid"] for r in runs]),
             "classes_hit": mean_std([float(r["final"]["classes_hit"]) for r in runs]),
             "kl": mean_std([r["final"]["kl"] for r in runs]),
+            **({"class_accuracy": mean_std([r["final"]["class_accuracy"] for r in runs])}
+               if "class_accuracy" in runs[0]["final"] else {}),
             "train_seconds": mean_std([r["train_seconds"] for r in runs]),
             "curve": {"iteration": iters, "fid_mean": [statistics.fmean(f) for f in fids],
                       "fid_std": [statistics.stdev(f) if len(f) > 1 else 0.0 for f in fids],

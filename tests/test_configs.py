@@ -20,6 +20,8 @@ def _one_iteration(cfg, tmp_path, batch=2):
     size, channels = cfg.image_size, cfg.image_channels
     trainer.real_inputs = torch.rand(batch, channels, size, size) * 2 - 1
     trainer.batch_size = batch
+    if cfg.num_classes:
+        trainer.labels = torch.randint(0, cfg.num_classes, (batch,))
     before = [p.detach().clone() for p in trainer.generator.parameters()]
     lgen, ldis, gen_iters, dis_iters = trainer.train_iter()
     assert dis_iters >= 1
@@ -62,7 +64,7 @@ def test_tutorial_preset_keeps_the_tutorial_widths(tmp_path):
     assert g_widths == [256, 128, 64, 32, 3]  # tutorial: 8d, 4d, 2d, d, 3 with d = 32
     assert d_widths == [32, 64, 128, 256, 1]
     attn = [(m.input_dims, m.layout) for m in g.modules() if isinstance(m, SelfAttention2d)]
-    assert attn == [(64, "torchgan"), (32, "torchgan")]
+    assert attn == [(64, "official"), (32, "official")]
     assert isinstance(d.disc[-1], torch.nn.Tanh)
     assert [type(x).__name__ for x in cfg.losses()] == [
         "WassersteinGeneratorLoss",
@@ -93,6 +95,56 @@ def test_integer_betas_become_floats():
     """torch's Adam rejects betas=(0, 0.9); configs store (0.0, 0.9)."""
     cfg = get_config("sagan_32", betas=(0, 0.9))
     assert cfg.betas == (0.0, 0.9) and all(type(b) is float for b in cfg.betas)
+
+
+@pytest.mark.parametrize("label_type", ["generated", "required"])
+@pytest.mark.parametrize("name", ["sagan_cond_digits_32", "sagan_cond_imagenet_128"])
+def test_conditional_presets_train_with_each_label_type(name, label_type, tmp_path):
+    cfg = get_config(name, step_channels=8, sample_size=4, label_type=label_type)
+    seen = []
+
+    class Recorder(cfg.network_params()["generator"]["name"]):
+        def forward(self, z, labels=None, feature_matching=False):
+            seen.append(labels)
+            return super().forward(z, labels, feature_matching)
+
+    params = cfg.network_params()
+    params["generator"]["name"] = Recorder
+    trainer = Trainer(params, cfg.losses(), device=torch.device("cpu"), checkpoints=str(tmp_path / "c" / "gan"),
+                      recon=str(tmp_path / "i"), log_dir=str(tmp_path / "l"), **cfg.trainer_kwargs())
+    assert (trainer.generator.label_type, trainer.discriminator.label_type) == (label_type, "required")
+    assert trainer.generator.num_classes == trainer.discriminator.num_classes == cfg.num_classes
+    trainer.real_inputs = torch.rand(2, cfg.image_channels, cfg.image_size, cfg.image_size) * 2 - 1
+    trainer.labels = torch.tensor([3, 1])
+    trainer.batch_size = 2
+    lgen, ldis, _, _ = trainer.train_iter()
+    assert torch.isfinite(torch.tensor([lgen, ldis])).all()
+    assert len(seen) == 2 and all(y is not None and y.shape == (2,) for y in seen)
+    if label_type == "required":
+        assert all(torch.equal(y, trainer.labels) for y in seen)  # fakes of the real batch's classes
+
+
+def test_ema_and_diffaugment_reach_the_nets(tmp_path):
+    cfg = get_config("sagan_32", image_channels=1, step_channels=8, ema_decay=0.99, ema_start=5,
+                     diffaugment="translation,color")
+    trainer, _ = _one_iteration(cfg, tmp_path)
+    assert (trainer.generator.ema.decay, trainer.generator.ema.start) == (0.99, 5)
+    assert int(trainer.generator.ema.steps) == 1  # one G step in the iteration
+    assert trainer.discriminator.augment.policy == "color,translation"
+    plain = get_config("sagan_32")
+    assert "ema_decay" not in plain.generator_args() and "diffaugment" not in plain.discriminator_args()
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"num_classes": -1}, "num_classes must be 0"),
+    ({"num_classes": 10, "label_type": "none"}, "label_type must be one of"),
+    ({"ema_decay": 1.5}, r"decay must be a number in \[0, 1\)"),
+    ({"ema_decay": 0.9, "ema_start": -3}, "start must be a non-negative"),
+    ({"diffaugment": "color,flip"}, "unknown DiffAugment transformation"),
+])
+def test_bad_conditional_ema_and_augment_settings(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        get_config("sagan_32", **overrides)
 
 
 def test_unknown_name_lists_the_known_ones():

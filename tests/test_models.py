@@ -215,3 +215,82 @@ def test_compiled_nets_keep_their_state_dict_and_train():
     loss = d_c(g_c(z)).mean()
     loss.backward()
     assert g_c.model[0].parametrizations.weight.original.grad is not None
+
+
+def _conditional_pair(**kwargs):
+    g = SAGANGenerator(16, out_size=16, out_channels=1, step_channels=8, attn_resolutions=(8,),
+                       num_classes=5, **kwargs)
+    d = SAGANDiscriminator(16, 1, 8, attn_resolutions=(8,), num_classes=5)
+    return g, d
+
+
+def test_conditional_generator_draws_the_class_asked_for():
+    g, _ = _conditional_pair()
+    assert g.label_type == "generated" and g.num_classes == 5
+    norms = [m for m in g.modules() if type(m).__name__ == "ConditionalBatchNorm2d"]
+    assert len(norms) == 2 and not any(isinstance(m, nn.BatchNorm2d) and m.affine for m in g.modules())
+    with torch.no_grad():
+        for m in norms:
+            m.gain.normal_()  # classes start identical; make them differ
+    z = torch.randn(1, 16).repeat(5, 1)
+    images = g.eval()(z, torch.arange(5))
+    assert images.shape == (5, 1, 16, 16)
+    assert not torch.allclose(images[0], images[1])
+    same = g(z[:2], torch.tensor([3, 3]))
+    assert torch.allclose(same[0], same[1])
+    z_s, y_s = g.sampler(7, "cpu")
+    assert z_s.shape == (7, 16) and y_s.tolist() == [0, 1, 2, 3, 4, 0, 1]
+
+
+def test_projection_discriminator_depends_on_the_label():
+    _, d = _conditional_pair()
+    d.eval()  # SN's power iteration would change the weights between calls
+    assert d.label_type == "required"
+    assert spectral_norm_of(d.embed) is not None
+    x = torch.randn(1, 1, 16, 16).repeat(5, 1, 1, 1)
+    scores = d(x, torch.arange(5))
+    assert scores.shape == (5,)
+    assert scores.unique().numel() == 5
+    h = d(x, torch.arange(5), feature_matching=True)
+    unconditional = d.disc[0](h).view(5)
+    expected = unconditional + (d.embed(torch.arange(5)) * h.sum(dim=(2, 3))).sum(1)
+    assert torch.allclose(scores, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: SAGANGenerator(16, 16, 1, 8, num_classes=5, label_type="none"), "needs labels"),
+    (lambda: SAGANGenerator(16, 16, 1, 8, label_type="generated"), "pass num_classes"),
+    (lambda: SAGANGenerator(16, 16, 1, 8, num_classes=5, batchnorm=False), "keep batchnorm=True"),
+    (lambda: SAGANGenerator(16, 16, 1, 8, num_classes=-2), "num_classes must be 0"),
+    (lambda: SAGANDiscriminator(16, 1, 8, num_classes=5, label_type="generated"), "needs the real labels"),
+    (lambda: SAGANDiscriminator(16, 1, 8, diffaugment="blur"), "unknown DiffAugment"),
+])
+def test_bad_conditional_arguments(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_labels_are_checked():
+    g, d = _conditional_pair()
+    z, x = torch.randn(2, 16), torch.randn(2, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"needs labels: call it as net\(x, labels\)"):
+        g(z)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 5\)"):
+        d(x, torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match="integer labels of shape"):
+        d(x, torch.tensor([0.0, 1.0]))
+    plain = SAGANGenerator(16, 16, 1, 8, attn_resolutions=(8,))
+    with pytest.raises(ValueError, match="unconditional"):
+        plain(z, torch.tensor([0, 1]))
+
+
+def test_diffaugment_runs_in_training_mode_only():
+    d = SAGANDiscriminator(16, 1, 8, attn_resolutions=(8,), diffaugment="translation,cutout")
+    x = torch.rand(4, 1, 16, 16)
+    torch.manual_seed(0)
+    a = d(x)
+    torch.manual_seed(1)
+    b = d(x)
+    assert not torch.allclose(a, b)  # a fresh augmentation per call
+    d.eval()
+    assert torch.equal(d(x), d(x))

@@ -26,6 +26,8 @@ from torch.optim import Adam
 from torchgan import losses as tg
 
 from ._validation import check_choice, check_image_size, check_positive_int
+from .augment import parse_policy
+from .ema import WeightEMA
 from .losses import HingeDiscriminatorLoss, HingeGeneratorLoss
 from .models import SAGANDiscriminator, SAGANGenerator, _check_amp, _check_attention, _feature_widths
 
@@ -97,6 +99,19 @@ class SAGANConfig:
     d_leaky_slope: Optional[float] = 0.1
     #: Squash D's output with tanh (only for recipes that reproduce such a net).
     d_tanh: bool = False
+    #: Class-conditional SAGAN with this many classes (0: unconditional): conditional
+    #: BatchNorm in G, projection in D. ``label_type`` is G's: ``"generated"`` (fakes
+    #: of random classes) or ``"required"`` (fakes of the real batch's classes); D's is
+    #: always ``"required"``.
+    num_classes: int = 0
+    label_type: str = "generated"
+    #: Moving average of G's weights (its decay; ``None``: off), used for samples,
+    #: metrics and saved in checkpoints; ``ema_start``: G steps before it averages.
+    ema_decay: Optional[float] = None
+    ema_start: int = 0
+    #: DiffAugment policy for everything D sees in training, e.g.
+    #: ``"color,translation,cutout"``; ``None``: off.
+    diffaugment: Optional[str] = None
     loss: str = "hinge"
     g_lr: float = 1e-4
     d_lr: float = 4e-4
@@ -105,8 +120,11 @@ class SAGANConfig:
     batch_size: int = 64
     epochs: int = 10
     sample_size: int = 64
-    #: Speed options of both nets (see :class:`SAGANGenerator`): channels-last memory
-    #: format, ``torch.compile`` (True or a backend name), autocast (``"bf16"``).
+    #: Speed options of both nets (see :class:`SAGANGenerator`): fused attention (on;
+    #: D's is unfused anyway under a gradient-penalty loss, which needs second
+    #: derivatives), channels-last memory format, ``torch.compile`` (True or a backend
+    #: name), autocast (``"bf16"``).
+    attn_fused: bool = True
     channels_last: bool = False
     compile: Union[bool, str] = False
     amp: Optional[str] = None
@@ -123,6 +141,14 @@ class SAGANConfig:
                 f"D step if negative), got {self.ncritic!r}"
             )
         check_choice("loss", self.loss, LOSSES)
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 0:
+            raise ValueError(f"num_classes must be 0 (unconditional) or a positive number of classes, "
+                             f"got {self.num_classes!r}")
+        if self.num_classes:
+            check_choice("label_type", self.label_type, ("generated", "required"))
+        if self.ema_decay is not None:
+            WeightEMA._check(self.ema_decay, self.ema_start)
+        parse_policy(self.diffaugment)
         for name in ("g_lr", "d_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -144,6 +170,15 @@ class SAGANConfig:
     def _speed_args(self) -> dict:
         return {"channels_last": self.channels_last, "compile": self.compile, "amp": self.amp}
 
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def _class_args(self, label_type: str) -> dict:
+        if not self.conditional:
+            return {}
+        return {"num_classes": self.num_classes, "label_type": label_type}
+
     def generator_args(self) -> dict:
         """Keyword arguments of :class:`SAGANGenerator`."""
         return {
@@ -153,8 +188,11 @@ class SAGANConfig:
             "step_channels": self.step_channels,
             "attn_resolutions": self.g_attn_resolutions,
             "attn_layout": self.attn_layout,
+            "attn_fused": self.attn_fused,
             "batchnorm": self.g_batchnorm,
             "nonlinearity": self._activation(self.g_leaky_slope),
+            **self._class_args(self.label_type),
+            **({"ema_decay": self.ema_decay, "ema_start": self.ema_start} if self.ema_decay is not None else {}),
             **self._speed_args(),
         }
 
@@ -170,10 +208,12 @@ class SAGANConfig:
             "step_channels": self.step_channels,
             "attn_resolutions": self.d_attn_resolutions,
             "attn_layout": self.attn_layout,
-            "attn_fused": self.loss not in GRADIENT_PENALTY_LOSSES,
+            "attn_fused": self.attn_fused and self.loss not in GRADIENT_PENALTY_LOSSES,
             "batchnorm": self.d_batchnorm,
             "nonlinearity": self._activation(self.d_leaky_slope),
             "last_nonlinearity": nn.Tanh() if self.d_tanh else None,
+            **self._class_args("required"),
+            **({"diffaugment": self.diffaugment} if self.diffaugment else {}),
             **self._speed_args(),
         }
 
@@ -287,13 +327,15 @@ def sagan_faces_32() -> SAGANConfig:
 @register_config
 def sagan_tutorial_64() -> SAGANConfig:
     """torchgan's SAGAN tutorial network (tutorials/Tutorial 4. Self Attention GAN):
-    64x64 RGB, step_channels 32, attention at 16 and 32 in G and at 8 and 4 in D in
-    torchgan's layout, BatchNorm and LeakyReLU(0.2) in both nets, tanh on D's output,
-    Wasserstein loss with clipping at 0.01, Adam lr 1e-4 / 4e-4 with betas (0, 0.999),
-    encoding_dims 100. The attention is this package's (softmax over keys, fused);
-    the rest keeps the tutorial's widths, so tutorial users can switch without
-    retuning. Differences in detail: the tutorial's last blocks of G and D have no
-    activation and its first D block has BatchNorm."""
+    64x64 RGB, step_channels 32, attention at 16 and 32 in G and at 8 and 4 in D,
+    BatchNorm and LeakyReLU(0.2) in both nets, tanh on D's output, Wasserstein loss with
+    clipping at 0.01, Adam lr 1e-4 / 4e-4 with betas (0, 0.999), encoding_dims 100. The
+    attention is this package's in the paper's layout (softmax over keys, value at C/2,
+    keys and values pooled 2x2, fused); the rest keeps the tutorial's widths, so
+    tutorial users can switch without retuning. ``attn_layout="torchgan"`` gives
+    torchgan's projections instead (C/8 queries and keys, C values, no pooling), about
+    1.7x slower here. Differences in detail: the tutorial's last blocks of G and D have
+    no activation and its first D block has BatchNorm."""
     return SAGANConfig(
         image_size=64,
         image_channels=3,
@@ -301,7 +343,7 @@ def sagan_tutorial_64() -> SAGANConfig:
         step_channels=32,
         g_attn_resolutions=(16, 32),
         d_attn_resolutions=(4, 8),
-        attn_layout="torchgan",
+        attn_layout="official",
         d_batchnorm=True,
         g_leaky_slope=0.2,
         d_leaky_slope=0.2,
@@ -309,4 +351,41 @@ def sagan_tutorial_64() -> SAGANConfig:
         loss="wasserstein",
         betas=(0.0, 0.999),
         epochs=20,
+    )
+
+
+@register_config
+def sagan_cond_imagenet_128() -> SAGANConfig:
+    """The paper's headline setting: class-conditional SAGAN on ImageNet 128x128 (1000
+    classes), with conditional BatchNorm in G and a projection discriminator, hinge
+    loss, spectral norm in G and D, TTUR (Adam lr 1e-4 / 4e-4, betas (0, 0.9)), one D
+    step per G step, batch 256 (the paper's, over 4 GPUs). Fakes get random classes
+    (label_type "generated"). Attention on the 64x64 feature maps as in sagan_128.
+    The paper's nets are residual; these keep this package's DCGAN-style blocks."""
+    return SAGANConfig(
+        image_size=128,
+        g_attn_resolutions=(64,),
+        d_attn_resolutions=(64,),
+        num_classes=1000,
+        label_type="generated",
+        batch_size=256,
+    )
+
+
+@register_config
+def sagan_cond_digits_32() -> SAGANConfig:
+    """Class-conditional SAGAN on the handwritten digits that ship with scikit-learn
+    (torchgan_sagan.data.embedded_digits): 10 classes, grayscale 32x32, the paper's
+    recipe at step_channels 16, batch 64, about 1200 iterations (43 epochs of the
+    1797 digits); G draws random classes for its fakes."""
+    return SAGANConfig(
+        image_size=32,
+        image_channels=1,
+        step_channels=16,
+        g_attn_resolutions=(16,),
+        d_attn_resolutions=(16,),
+        num_classes=10,
+        label_type="generated",
+        epochs=43,
+        sample_size=100,
     )

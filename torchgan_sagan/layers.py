@@ -1,4 +1,5 @@
-r"""Layers: the SAGAN self-attention block and the spectral-norm helpers.
+r"""Layers: the SAGAN self-attention block, class-conditional BatchNorm, and the
+spectral-norm helpers.
 
 Spectral normalization is chosen in one place, :func:`spectral_norm`, which uses
 ``torch.nn.utils.parametrizations.spectral_norm``. In training mode each forward runs
@@ -19,6 +20,8 @@ from ._validation import check_choice, check_positive_int
 
 __all__ = [
     "SelfAttention2d",
+    "ConditionalBatchNorm2d",
+    "ConditionalSequential",
     "ATTENTION_LAYOUTS",
     "spectral_norm",
     "apply_spectral_norm",
@@ -223,3 +226,55 @@ class SelfAttention2d(nn.Module):
         if return_attn:
             return out, attn
         return out
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    r"""BatchNorm whose scale and shift depend on the class: conditional BatchNorm.
+
+    Used by the class-conditional SAGAN generator (the paper's ImageNet model, after
+    de Vries et al. 2017 and Miyato & Koyama 2018). The features are normalized with
+    shared batch statistics, then
+
+    .. math:: y = \gamma_{c} \odot \hat{x} + \beta_{c}
+
+    with one gain and one bias vector per class ``c``, starting at 1 and 0 (so at
+    initialization the layer is a plain BatchNorm). The per-class tables are plain
+    parameters, not spectrally normalized.
+
+    Args:
+        num_features: channels C of the input (B, C, H, W).
+        num_classes: number of classes; labels are integers in ``[0, num_classes)``.
+    """
+
+    def __init__(self, num_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.num_features = check_positive_int("num_features", num_features)
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.bn = nn.BatchNorm2d(num_features, affine=False)
+        self.gain = nn.Parameter(torch.ones(num_classes, num_features))
+        self.bias = nn.Parameter(torch.zeros(num_classes, num_features))
+
+    def reset_parameters(self) -> None:
+        self.bn.reset_running_stats()
+        with torch.no_grad():
+            self.gain.fill_(1.0)
+            self.bias.zero_()
+
+    def extra_repr(self) -> str:
+        return f"num_features={self.num_features}, num_classes={self.num_classes}"
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.bn(x)  # (B, C, H, W)
+        gain = self.gain[labels][:, :, None, None]  # (B, C, 1, 1)
+        bias = self.bias[labels][:, :, None, None]  # (B, C, 1, 1)
+        return h * gain + bias
+
+
+class ConditionalSequential(nn.Sequential):
+    """``nn.Sequential`` that hands the labels to its :class:`ConditionalBatchNorm2d`
+    layers: ``forward(x, labels)``. Without conditional layers, ``labels`` may be None."""
+
+    def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        for layer in self:
+            x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+        return x

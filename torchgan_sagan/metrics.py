@@ -35,6 +35,8 @@ __all__ = [
     "class_coverage",
     "inception_fid",
     "generate",
+    "sample_labels",
+    "class_accuracy",
     "FID",
     "KID",
     "ClassCoverage",
@@ -301,17 +303,39 @@ def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights_path: os.PathL
 
 
 @torch.no_grad()
+def sample_labels(generator: nn.Module, num_samples: int) -> Optional[torch.Tensor]:
+    """The classes :func:`generate` asks a conditional generator for: 0, 1, ...,
+    num_classes - 1, 0, 1, ... (equal shares); ``None`` for an unconditional one."""
+    num_classes = getattr(generator, "num_classes", 0)
+    return torch.arange(num_samples) % num_classes if num_classes else None
+
+
 def generate(generator: nn.Module, num_samples: int, *, seed: int = 0, batch_size: int = 500,
              device: Optional[torch.device] = None) -> torch.Tensor:
-    """``num_samples`` images from ``generator`` in eval mode, on the CPU, from seeded noise."""
+    """``num_samples`` images from ``generator`` in eval mode, on the CPU, from seeded noise
+    (a generator with a weight average runs the average in eval mode). A conditional
+    generator is asked for the classes of :func:`sample_labels`."""
     device = device or next(generator.parameters()).device
     was_training = generator.training
     generator.eval()
     try:
         z = torch.randn(num_samples, generator.encoding_dims, generator=torch.Generator().manual_seed(seed))
-        return torch.cat([generator(b.to(device)).cpu() for b in _batches(z, batch_size)])
+        labels = sample_labels(generator, num_samples)
+        if labels is None:
+            return torch.cat([generator(b.to(device)).cpu() for b in _batches(z, batch_size)])
+        return torch.cat([generator(b.to(device), y.to(device)).cpu()
+                          for b, y in zip(_batches(z, batch_size), _batches(labels, batch_size))])
     finally:
         generator.train(was_training)
+
+
+@torch.no_grad()
+def class_accuracy(images: torch.Tensor, labels: torch.Tensor, classifier: DigitClassifier) -> float:
+    """Share of ``images`` that ``classifier`` puts in the class in ``labels`` (the class
+    each was generated for): how well a conditional generator obeys its labels."""
+    classifier.eval()
+    predicted = torch.cat([classifier(b).argmax(1) for b in _batches(images)])
+    return float((predicted == labels).double().mean())
 
 
 class _GeneratorMetric(EvaluationMetric):

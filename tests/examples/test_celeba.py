@@ -147,3 +147,25 @@ def test_unknown_config_or_loss(flag, value, capsys):
 ])
 def test_bad_numbers_and_devices(args, message, tmp_path, capsys):
     assert message in _main_error(capsys, *args, "--out", tmp_path / "o")
+
+
+def test_moving_average_and_diffaugment_switches(tmp_path, capsys):
+    out = tmp_path / "ema"
+    args = ["--epochs", "1", "--max-images", "10", "--step-channels", "8", "--out", str(out),
+            "--ema", "0.9", "--ema-start", "2", "--diffaugment"]
+    assert celeba.main(args) == 0
+    assert "EMA decay 0.9, DiffAugment color,translation,cutout" in capsys.readouterr().out
+    state = torch.load(out / "checkpoints" / "gan0.model", weights_only=False)["generator"]
+    assert int(state["ema.steps"]) == 1  # 20 images, batch 20: one G step
+    assert celeba.main([*args[:1], "2", *args[2:], "--resume"]) == 0
+    state = torch.load(out / "checkpoints" / "gan1.model", weights_only=False)["generator"]
+    assert int(state["ema.steps"]) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ema", "1.5"], "decay must be a number in [0, 1)"),
+    (["--diffaugment", "flip"], "unknown DiffAugment transformation(s) ['flip']"),
+    (["--config", "sagan_cond_digits_32"], "is class-conditional, and this example trains on unlabelled images"),
+])
+def test_bad_switches(args, message, tmp_path, capsys):
+    assert message in _main_error(capsys, *args, "--out", tmp_path / "o")

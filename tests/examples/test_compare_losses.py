@@ -34,3 +34,32 @@ def test_quick_run_writes_every_result(tmp_path, classifier_cache, digit_classif
     assert "| hinge |" in table
     assert "| hinge | 4 |" in (out / "sevens_eights.md").read_text()
     assert (out / "fid_vs_iteration.png").stat().st_size > 0
+
+
+def _load_harness():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_losses", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_variant_options_set_config_fields():
+    harness = _load_harness()
+    assert harness.parse_variant("hinge+cl+ema") == ("hinge", {"channels_last": True, "ema_decay": 0.995,
+                                                               "ema_start": 200})
+    cfg = harness.build_config("tutorial-ours+dropin", 32, 16)
+    assert (cfg.attn_layout, cfg.image_size, cfg.g_attn_resolutions, cfg.loss) == ("torchgan", 32, (8, 16),
+                                                                                    "wasserstein")
+    cond = harness.build_config("cond+diffaug", 32, 16)
+    assert (cond.num_classes, cond.diffaugment) == (10, "color,translation,cutout")
+    assert harness.build_config("hinge+unfused", 32, 16).attn_fused is False
+
+
+def test_bad_variants_exit_with_a_message(capsys):
+    harness = _load_harness()
+    assert harness.main(["--variants", "hinge+fast"]) == 2
+    assert "unknown option +fast in 'hinge+fast'" in capsys.readouterr().err
+    assert harness.main(["--variants", "tutorial+cl"]) == 2
+    assert "takes no options" in capsys.readouterr().err

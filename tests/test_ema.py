@@ -1,0 +1,143 @@
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from torchgan_sagan import SAGANDiscriminator, SAGANGenerator
+from torchgan_sagan.ema import WeightEMA, ema_update_
+from torchgan_sagan.layers import apply_spectral_norm, spectral_norm_of
+
+
+def small_net():
+    return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+
+
+def test_update_math_with_start():
+    net = small_net()
+    ema = WeightEMA(net, decay=0.9, start=2)
+    history = []
+    for step in range(5):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(1.0)
+        history.append(net[0].weight.detach().clone())
+        ema.update(net)
+    # Steps 1 and 2 copy; steps 3, 4 and 5 average with decay 0.9.
+    expected = history[1]
+    for w in history[2:]:
+        expected = 0.9 * expected + 0.1 * w
+    assert torch.allclose(ema.model[0].weight, expected)
+    assert int(ema.steps) == 5
+
+
+def test_batchnorm_statistics_are_averaged_too():
+    net = small_net()
+    ema = WeightEMA(net, decay=0.5)
+    net.train()
+    net(torch.randn(16, 3) * 3 + 5)
+    ema.update(net)
+    assert torch.allclose(ema.model[1].running_mean, 0.5 * net[1].running_mean)
+    assert torch.equal(ema.model[1].num_batches_tracked, net[1].num_batches_tracked)
+
+
+def test_ema_update_helper():
+    a, b = [torch.zeros(3)], [torch.ones(3)]
+    ema_update_(a, b, 0.75)
+    assert torch.allclose(a[0], torch.full((3,), 0.25))
+
+
+def test_copy_holds_buffers_only_and_follows_to():
+    net = small_net()
+    ema = WeightEMA(net)
+    assert list(ema.parameters()) == []
+    assert {n for n, _ in ema.model.named_buffers()} >= {n for n, _ in net.named_parameters()}
+    ema.to(torch.float64)
+    assert ema.model[0].weight.dtype == torch.float64
+
+
+def test_spectral_norm_of_the_average_is_estimated_for_the_average():
+    net = apply_spectral_norm(nn.Sequential(nn.Linear(6, 6)))
+    ema = WeightEMA(net, decay=0.5)
+    with torch.no_grad():
+        net[0].parametrizations.weight.original.mul_(3.0).add_(torch.randn(6, 6))
+    for _ in range(30):
+        ema.update(net)
+    ema.model.eval()
+    sigma = torch.linalg.matrix_norm(ema.model[0].weight, ord=2)
+    assert abs(float(sigma) - 1.0) < 0.05
+    assert spectral_norm_of(ema.model[0]) is not None
+
+
+def test_bad_decay_or_start():
+    with pytest.raises(ValueError, match=r"decay must be a number in \[0, 1\)"):
+        WeightEMA(small_net(), decay=1.0)
+    with pytest.raises(ValueError, match="start must be a non-negative"):
+        WeightEMA(small_net(), start=-1)
+
+
+def make_generator(**kwargs):
+    return SAGANGenerator(16, out_size=16, out_channels=1, step_channels=8, attn_resolutions=(8,),
+                          ema_decay=0.5, **kwargs)
+
+
+def test_generator_average_follows_its_own_optimizer_steps_only():
+    g = make_generator()
+    d = SAGANDiscriminator(16, 1, 8, attn_resolutions=(8,))
+    opt_g = torch.optim.SGD(g.parameters(), lr=0.1)
+    opt_d = torch.optim.SGD(d.parameters(), lr=0.1)
+    assert all(not n.startswith("ema.") for n, _ in g.named_parameters())
+    z = torch.randn(4, 16)
+    d(g(z).detach()).mean().backward()
+    opt_d.step()
+    assert int(g.ema.steps) == 0
+    before = g.ema.model[0].parametrizations.weight.original.clone()
+    d(g(z)).mean().backward()
+    opt_g.step()
+    assert int(g.ema.steps) == 1
+    live = g.model[0].parametrizations.weight.original
+    assert torch.allclose(g.ema.model[0].parametrizations.weight.original, 0.5 * before + 0.5 * live)
+
+
+def test_generator_runs_the_average_in_eval_mode():
+    g = make_generator()
+    opt = torch.optim.SGD(g.parameters(), lr=1.0)
+    z = torch.randn(4, 16)
+    g(z).pow(2).mean().backward()
+    opt.step()
+    g.eval()
+    with torch.no_grad():
+        averaged = g(z)
+        trained = g.model(g._noise_as_map(z))
+    assert not torch.allclose(averaged, trained)
+    assert g.layers is g.ema.model
+    assert g.train().layers is g.model
+
+
+def test_average_is_saved_and_loaded_with_the_state_dict():
+    g = make_generator()
+    opt = torch.optim.SGD(g.parameters(), lr=1.0)
+    g(torch.randn(4, 16)).pow(2).mean().backward()
+    opt.step()
+    state = g.state_dict()
+    assert "ema.steps" in state and int(state["ema.steps"]) == 1
+    fresh = make_generator()
+    fresh.load_state_dict(state)
+    for (name, a), (_, b) in zip(g.ema.named_buffers(), fresh.ema.named_buffers()):
+        assert torch.equal(a, b), name
+
+
+def test_copies_follow_their_own_optimizer():
+    g = copy.deepcopy(make_generator())
+    opt = torch.optim.SGD(g.parameters(), lr=1.0)
+    g(torch.randn(4, 16)).pow(2).mean().backward()
+    opt.step()
+    assert int(g.ema.steps) == 1
+
+
+def test_weight_initializer_restarts_the_average():
+    g = make_generator()
+    g._weight_initializer()
+    assert int(g.ema.steps) == 0
+    assert torch.equal(g.ema.model[0].parametrizations.weight.original,
+                       g.model[0].parametrizations.weight.original)

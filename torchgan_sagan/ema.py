@@ -1,0 +1,158 @@
+r"""An exponential moving average (EMA) of a network's weights.
+
+Later GAN practice (Karras et al. 2018; BigGAN; StudioGAN) samples from a copy of G
+whose weights average G's over training:
+
+.. math:: \theta_{ema} \leftarrow d\,\theta_{ema} + (1 - d)\,\theta \qquad
+          \text{after every optimizer step of } G
+
+with decay ``d`` near 1 (0.999 by default). Before ``start`` steps the copy simply
+follows G (``\theta_{ema} = \theta``), so the early, fast-moving weights do not
+linger in the average.
+
+:class:`WeightEMA` keeps the copy as a module whose tensors are all buffers: it is not
+trained, an optimizer built from the owner's ``parameters()`` never sees it, but it
+moves with ``.to()`` and is saved and loaded with the owner's ``state_dict``.
+
+- BatchNorm running statistics are averaged like the weights (and the batch counter
+  copied), so the copy normalizes with statistics that match its own weights.
+- Spectral norm: the averaged tensor is the unnormalized ``original`` weight; the
+  copy keeps its own singular-vector estimates ``_u``/``_v`` and refines them with
+  one power iteration per update, as the trained net does once per forward.
+
+:func:`follow_optimizer_steps` makes the update automatic: a hook that torch calls
+after every ``optimizer.step()`` updates each tracked average whose network that
+optimizer trains. So the average also works inside torchgan's ``Trainer``, whose
+losses step the optimizers themselves.
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+from typing import Iterator, List, Tuple
+
+import torch
+import torch.nn as nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from .layers import refresh_spectral_norm
+
+__all__ = ["WeightEMA", "follow_optimizer_steps", "ema_update_"]
+
+
+def ema_update_(average: List[torch.Tensor], current: List[torch.Tensor], decay: float) -> None:
+    """In place: ``average = decay * average + (1 - decay) * current``, tensor by tensor."""
+    for a, c in zip(average, current):
+        a.lerp_(c.to(a.dtype), 1.0 - decay)
+
+
+def _is_power_iteration_state(name: str) -> bool:
+    # torch's spectral norm keeps its singular-vector estimates as buffers _u and _v.
+    return name.endswith("._u") or name.endswith("._v")
+
+
+def _as_buffers(module: nn.Module) -> nn.Module:
+    """Turn every parameter of ``module`` (a private copy) into a buffer of the same name."""
+    for m in module.modules():
+        for name, p in list(m._parameters.items()):
+            if p is None:
+                continue
+            del m._parameters[name]
+            m.register_buffer(name, p.detach().clone())
+    return module
+
+
+class WeightEMA(nn.Module):
+    """The moving average of ``source``'s weights, as a runnable copy of it.
+
+    Args:
+        source: the trained module (its current weights seed the copy).
+        decay: weight of the old average at each update, in [0, 1).
+        start: updates before this many steps copy ``source`` instead of averaging.
+
+    ``update(source)`` performs one step; ``copy_(source)`` resets the average;
+    ``model`` is the averaged module (call it like ``source``). ``steps`` counts the
+    updates and is saved with the ``state_dict``.
+    """
+
+    def __init__(self, source: nn.Module, decay: float = 0.999, start: int = 0) -> None:
+        super().__init__()
+        self._check(decay, start)
+        self.decay = float(decay)
+        self.start = start
+        self.model = _as_buffers(copy.deepcopy(source)).requires_grad_(False)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @staticmethod
+    def _check(decay: float, start: int) -> None:
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must be a number in [0, 1), such as 0.999, got {decay!r}")
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise ValueError(f"EMA start must be a non-negative number of steps, got {start!r}")
+
+    def extra_repr(self) -> str:
+        return f"decay={self.decay}, start={self.start}"
+
+    def _pairs(self, source: nn.Module) -> Iterator[Tuple[str, torch.Tensor, torch.Tensor]]:
+        mine = dict(self.model.named_buffers())
+        theirs = dict(source.named_parameters())
+        theirs.update(source.named_buffers())
+        if mine.keys() != theirs.keys():
+            raise ValueError("this EMA was made from a different network: "
+                             f"{sorted(mine.keys() ^ theirs.keys())[:5]} differ")
+        for name, tensor in mine.items():
+            yield name, tensor, theirs[name]
+
+    @torch.no_grad()
+    def copy_(self, source: nn.Module) -> None:
+        """Make the average equal to ``source``'s current weights and statistics."""
+        for _, mine, theirs in self._pairs(source):
+            mine.copy_(theirs)
+
+    @torch.no_grad()
+    def update(self, source: nn.Module) -> None:
+        """One EMA step towards ``source`` (a copy while ``steps < start``)."""
+        self.steps += 1
+        if int(self.steps) <= self.start:
+            self.copy_(source)
+            return
+        average, current = [], []
+        for name, mine, theirs in self._pairs(source):
+            if _is_power_iteration_state(name):
+                continue  # refined below, against the averaged weights
+            if mine.is_floating_point():
+                average.append(mine)
+                current.append(theirs)
+            else:
+                mine.copy_(theirs)  # e.g. BatchNorm's num_batches_tracked
+        ema_update_(average, current, self.decay)
+        refresh_spectral_norm(self.model, iterations=1)
+
+    def forward(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+
+# Tracked (EMA, network) pairs, by the network's id; weak, so tracking keeps nothing alive.
+_TRACKED: "weakref.WeakValueDictionary[int, nn.Module]" = weakref.WeakValueDictionary()
+_HOOK = None
+
+
+def _after_optimizer_step(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    for owner in list(_TRACKED.values()):
+        owner._ema_after_step(optimizer)
+
+
+def follow_optimizer_steps(owner: nn.Module) -> None:
+    """Call ``owner._ema_after_step(optimizer)`` after every ``optimizer.step()`` in
+    this process (through torch's global optimizer hook), for as long as ``owner``
+    lives. Idempotent."""
+    global _HOOK
+    if _HOOK is None:
+        _HOOK = register_optimizer_step_post_hook(_after_optimizer_step)
+    _TRACKED[id(owner)] = owner
+
+
+def optimizer_trains(optimizer: torch.optim.Optimizer, parameter: torch.Tensor) -> bool:
+    """Whether ``parameter`` is among the tensors that ``optimizer`` updates."""
+    return any(p is parameter for group in optimizer.param_groups for p in group["params"])
