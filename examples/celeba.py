@@ -5,6 +5,7 @@
     python examples/celeba.py --data-root DIR --loss wasserstein_gp --epochs 5
     python examples/celeba.py --out runs/faces --resume --epochs 80
     python examples/celeba.py --ema 0.999 --diffaugment              # moving-average G, DiffAugment
+    torchrun --nproc_per_node 4 examples/celeba.py --data-root ~/data/celeba   # DDP, 4 processes
 
 With no ``--data-root`` it trains on the 100 face crops of Labeled Faces in the Wild that
 ship with scikit-image (grayscale, 32x32, with their mirror images), so it runs anywhere
@@ -12,6 +13,11 @@ without a download. Everything goes to ``--out``: a sample grid per epoch from f
 (``samples/``), checkpoints (``checkpoints/``, written atomically), TensorBoard logs
 (``logs/``, ``tensorboard --logdir OUT/logs``), and at the end ``real_vs_fake.png`` and
 ``attention.png``.
+
+Under ``torchrun`` the same command trains with ``DistributedDataParallel``
+(``torchgan_sagan.distributed.DistributedTrainer``): one process per GPU (or CPU
+processes with the gloo backend), the data sharded, ``--batch-size`` per process, and
+only rank 0 printing, logging and writing files.
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from torchgan.trainer import Trainer
 
 from torchgan_sagan import LOSSES, get_config, list_configs
 from torchgan_sagan.data import ImageFiles, embedded_faces, find_images, folder_transform
+from torchgan_sagan.distributed import DistributedTrainer, init_distributed, launched_by_torchrun
 from torchgan_sagan.visualize import attention_figure, image_grid, real_vs_fake_figure
 
 EMBEDDED_CONFIG = "sagan_faces_32"
@@ -94,10 +101,10 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def build_dataset(args, cfg):
+def build_dataset(args, cfg, say=print):
     if args.data_root is None:
         dataset = embedded_faces(cfg.image_size, max_images=args.max_images)
-        print(
+        say(
             f"No --data-root given: training on the embedded faces (scikit-image's LFW subset, "
             f"{len(dataset) // 2} faces and their mirror images, grayscale {cfg.image_size}x{cfg.image_size})."
         )
@@ -113,19 +120,21 @@ def build_dataset(args, cfg):
         dataset = ImageFiles(files, transform)
     except ValueError as err:
         raise CliError(str(err)) from err
-    print(f"Training on {len(dataset)} images from {args.data_root} ({cfg.image_size}x{cfg.image_size}).")
+    say(f"Training on {len(dataset)} images from {args.data_root} ({cfg.image_size}x{cfg.image_size}).")
     if dataset.skipped:
-        print(f"Skipped {len(dataset.skipped)} unreadable file(s), e.g. {dataset.skipped[0]}.")
+        say(f"Skipped {len(dataset.skipped)} unreadable file(s), e.g. {dataset.skipped[0]}.")
     return dataset
 
 
 class ProgressLoader:
     """A DataLoader seen through a progress bar, one bar per epoch."""
 
-    def __init__(self, loader: DataLoader, trainer: Trainer) -> None:
+    def __init__(self, loader: DataLoader, trainer: Trainer, show: bool = True) -> None:
         self.loader = loader
         self.trainer = trainer
         self.batch_size = loader.batch_size  # the Trainer reads this
+        self.sampler = loader.sampler  # a DistributedSampler under torchrun
+        self.show = show
         self.epoch = None
 
     def __len__(self) -> int:
@@ -136,7 +145,7 @@ class ProgressLoader:
 
         self.epoch = (self.trainer.start_epoch if self.epoch is None else self.epoch) + 1
         bar = tqdm(self.loader, desc=f"epoch {self.epoch}/{self.trainer.epochs}", unit="batch",
-                   leave=False, dynamic_ncols=True)
+                   leave=False, dynamic_ncols=True, disable=not self.show)
         yield from bar
         bar.close()
 
@@ -170,33 +179,48 @@ def run(args) -> int:
         raise CliError(f"config {config_name} is class-conditional, and this example trains on "
                        f"unlabelled images; pick an unconditional config (examples/compare_losses.py "
                        f"--variants cond trains the conditional digits)")
-    device = pick_device(args.device)
+    distributed = launched_by_torchrun()
+    if distributed:
+        rank, world, device = init_distributed(None if args.device == "auto" else
+                                               ("gloo" if args.device == "cpu" else "nccl"))
+    else:
+        rank, world, device = 0, 1, pick_device(args.device)
+    say = print if rank == 0 else (lambda *a, **k: None)
     out = args.out or Path("runs") / config_name
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
 
-    dataset = build_dataset(args, cfg)
-    if cfg.batch_size > len(dataset):
-        raise CliError(f"batch size {cfg.batch_size} is larger than the dataset ({len(dataset)} images); "
-                       f"pass a smaller --batch-size")
+    dataset = build_dataset(args, cfg, say)
+    if cfg.batch_size * world > len(dataset):
+        raise CliError(f"batch size {cfg.batch_size}"
+                       + (f" x {world} processes" if world > 1 else "")
+                       + f" is larger than the dataset ({len(dataset)} images); pass a smaller --batch-size")
     workers = args.num_workers
     if workers is None:
         workers = 0 if args.data_root is None else min(4, os.cpu_count() or 1)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        num_workers=workers, pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(args.seed))
+    common = dict(batch_size=cfg.batch_size, drop_last=True, num_workers=workers, pin_memory=device.type == "cuda")
+    if distributed:
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=args.seed,
+                                     drop_last=True)
+        loader = DataLoader(dataset, sampler=sampler, **common)
+    else:
+        loader = DataLoader(dataset, shuffle=True, generator=torch.Generator().manual_seed(args.seed), **common)
+    if world > 1:
+        say(f"Distributed: {world} processes, backend {torch.distributed.get_backend()}, "
+            f"global batch {cfg.batch_size * world}.")
 
     extras = "".join([f", EMA decay {cfg.ema_decay}" if cfg.ema_decay is not None else "",
                       f", DiffAugment {cfg.diffaugment}" if cfg.diffaugment else ""])
-    print(f"Config {config_name}: loss {cfg.loss}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
-          f"step_channels {cfg.step_channels}{extras}, device {device}. Output: {out}")
+    say(f"Config {config_name}: loss {cfg.loss}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
+        f"step_channels {cfg.step_channels}{extras}, device {device}. Output: {out}")
     # Fixed noise, the same on every resume, for comparable sample grids.
     test_noise = torch.randn(cfg.sample_size, cfg.encoding_dims,
                              generator=torch.Generator().manual_seed(args.seed + 1)).to(device)
     for sub in ("samples", "checkpoints", "logs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(
+    trainer_class = DistributedTrainer if distributed else Trainer
+    trainer = trainer_class(
         cfg.network_params(), cfg.losses(), device=device,
         checkpoints=str(out / "checkpoints" / "gan"), recon=str(out / "samples"),
         log_dir=str(out / "logs"), test_noise=[test_noise], **cfg.trainer_kwargs(),
@@ -204,16 +228,22 @@ def run(args) -> int:
     if args.resume:
         trainer.load_model(str(latest_checkpoint(out / "checkpoints")))
         if trainer.start_epoch >= cfg.epochs:
-            print(f"The checkpoint has {trainer.start_epoch} epochs already, and --epochs is "
-                  f"{cfg.epochs} (a total): nothing to train. Pass a larger --epochs.")
+            say(f"The checkpoint has {trainer.start_epoch} epochs already, and --epochs is "
+                f"{cfg.epochs} (a total): nothing to train. Pass a larger --epochs.")
         else:
-            print(f"Resuming at epoch {trainer.start_epoch + 1} of {cfg.epochs}.")
+            say(f"Resuming at epoch {trainer.start_epoch + 1} of {cfg.epochs}.")
+    # The nets start identical on every process; the noise each draws should not be.
+    torch.manual_seed(args.seed + rank)
 
     start = time.time()
-    trainer(ProgressLoader(loader, trainer))
+    trainer(ProgressLoader(loader, trainer, show=rank == 0))
     trainer.logger.close()
-    print(f"Trained for {time.time() - start:.0f} s.")
-    finish(trainer, loader, out, test_noise)
+    say(f"Trained for {time.time() - start:.0f} s.")
+    if rank == 0:
+        finish(trainer, loader, out, test_noise)
+    if distributed:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return 0
 
 

@@ -65,7 +65,7 @@ def test_tutorial_preset_keeps_the_tutorial_widths(tmp_path):
     assert d_widths == [32, 64, 128, 256, 1]
     attn = [(m.input_dims, m.layout) for m in g.modules() if isinstance(m, SelfAttention2d)]
     assert attn == [(64, "official"), (32, "official")]
-    assert isinstance(d.disc[-1], torch.nn.Tanh)
+    assert isinstance(d.last_nonlinearity, torch.nn.Tanh)
     assert [type(x).__name__ for x in cfg.losses()] == [
         "WassersteinGeneratorLoss",
         "WassersteinDiscriminatorLoss",

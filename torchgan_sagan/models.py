@@ -108,6 +108,12 @@ def _run_recording_attention(
     return x, maps
 
 
+def _unwrap(module: nn.Module) -> nn.Module:
+    """The module inside an ``nn.DataParallel`` (which torchgan's ``ParallelTrainer``
+    puts around each child of a net), or ``module`` itself."""
+    return module.module if isinstance(module, nn.DataParallel) else module
+
+
 #: The label types of torchgan's models (see ``torchgan.models.Generator``).
 LABEL_TYPES = ("none", "generated", "required")
 
@@ -320,19 +326,19 @@ class SAGANGenerator(_SpeedOptions, Generator):
         from them."""
         _init_weights(self.model)
         if self.ema is not None:
-            self.ema.copy_(self.model)
-            self.ema.steps.zero_()
+            _unwrap(self.ema).copy_(_unwrap(self.model))
+            _unwrap(self.ema).steps.zero_()
 
     def _ema_after_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.ema is not None and optimizer_trains(optimizer, next(self.model.parameters())):
-            self.ema.update(self.model)
+            _unwrap(self.ema).update(_unwrap(self.model))
 
     @property
     def layers(self) -> nn.Module:
         """The layer stack that runs now: the moving average in eval mode (when G has
         one), the trained weights otherwise."""
         if self.ema is not None and not self.training:
-            return self.ema.model
+            return _unwrap(self.ema).model
         return self.model
 
     def _noise_as_map(self, z: torch.Tensor) -> torch.Tensor:
@@ -380,7 +386,7 @@ class SAGANGenerator(_SpeedOptions, Generator):
         (B, N_queries, N_keys) as described in :class:`SelfAttention2d`.
         """
         labels = self._labels(z, labels)
-        return _run_recording_attention(self.layers, self._noise_as_map(z), *labels)
+        return _run_recording_attention(_unwrap(self.layers), self._noise_as_map(z), *labels)
 
 
 class SAGANDiscriminator(_SpeedOptions, Discriminator):
@@ -471,10 +477,8 @@ class SAGANDiscriminator(_SpeedOptions, Discriminator):
                 layers.append(SelfAttention2d(widths[r], layout=attn_layout, fused=attn_fused))
             in_ch = widths[r]
         self.model = nn.Sequential(*layers)
-        head: List[nn.Module] = [nn.Conv2d(in_ch, 1, 4, 1, 0)]
-        if last_nonlinearity is not None:
-            head.append(last_nonlinearity)
-        self.disc = nn.Sequential(*head)
+        self.disc = nn.Sequential(nn.Conv2d(in_ch, 1, 4, 1, 0))  # (B, 8d, 4, 4) -> (B, 1, 1, 1)
+        self.last_nonlinearity = nn.Identity() if last_nonlinearity is None else last_nonlinearity
         if num_classes:
             self.embed = nn.Embedding(num_classes, in_ch)  # projection: (num_classes, 8d)
         apply_spectral_norm(self)
@@ -494,13 +498,11 @@ class SAGANDiscriminator(_SpeedOptions, Discriminator):
             )
 
     def _logits(self, h: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
-        logit = self._run(self.disc[0], h).view(h.size(0))  # (B,)
+        logit = self._run(self.disc, h).view(h.size(0))  # (B,)
         if self.num_classes:
             features = h.float().sum(dim=(2, 3))  # (B, 8d)
             logit = logit + (self.embed(labels) * features).sum(dim=1)  # (B,)
-        for layer in self.disc[1:]:
-            logit = layer(logit)
-        return logit
+        return self.last_nonlinearity(logit)
 
     def _checked(self, x: torch.Tensor, labels: Optional[torch.Tensor]) -> None:
         self._check_images(x)
@@ -526,5 +528,5 @@ class SAGANDiscriminator(_SpeedOptions, Discriminator):
     ) -> Tuple[torch.Tensor, Dict[int, torch.Tensor]]:
         """Score images and return the logits with every attention block's map."""
         self._checked(x, labels)
-        h, maps = _run_recording_attention(self.model, x)
+        h, maps = _run_recording_attention(_unwrap(self.model), x)
         return self._logits(h, labels), maps

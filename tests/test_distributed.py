@@ -1,0 +1,145 @@
+"""DistributedTrainer and examples/celeba.py under torchrun: 2 CPU processes, gloo."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from torchgan_sagan.distributed import init_distributed, launched_by_torchrun, shard_loader
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+def _torchrun(*args, cwd):
+    result = subprocess.run([*TORCHRUN, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def _is_batchnorm_statistic(key):
+    return key.endswith(("running_mean", "running_var", "num_batches_tracked"))
+
+
+def test_ranks_hold_identical_weights_after_a_step(tmp_path):
+    _torchrun(ROOT / "tests" / "ddp_worker.py", tmp_path, cwd=tmp_path)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    assert ranks[0]["world_size"] == 2 and ranks[0]["wrapped"] == ["discriminator", "generator"]
+    assert not torch.equal(ranks[0]["batch"], ranks[1]["batch"])  # each rank saw its own data
+    compared = 0
+    for net in ("generator", "discriminator"):
+        for key, value in ranks[0][net].items():
+            if _is_batchnorm_statistic(key) and not key.startswith("ema."):
+                continue  # local until DDP syncs them from rank 0 at the next forward
+            assert torch.equal(value, ranks[1][net][key]), f"{net}.{key} differs between ranks"
+            compared += 1
+    assert compared > 100
+    # The step changed the weights (from rank 0's, which DDP broadcast at construction).
+    key = "model.0.parametrizations.weight.original"
+    assert not torch.equal(ranks[0]["generator"][key], ranks[0]["initial_generator"][key])
+    assert torch.equal(ranks[0]["initial_generator"][key], ranks[1]["initial_generator"][key])
+
+
+def test_example_runs_under_torchrun_writes_once_and_resumes(tmp_path):
+    script = ROOT / "examples" / "celeba.py"
+    out = tmp_path / "ddp"
+    common = ["--max-images", 10, "--batch-size", 4, "--step-channels", 8, "--out", out, "--ema", "0.9"]
+    first = _torchrun(script, "--epochs", 1, *common, cwd=tmp_path)
+    assert first.stdout.count("Saving Model at") == 1  # rank 0 only
+    assert first.stdout.count("Distributed: 2 processes, backend gloo, global batch 8.") == 1
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["gan0.model"]
+    assert (out / "samples" / "epoch1_generator.png").exists() and (out / "attention.png").exists()
+    checkpoint = torch.load(out / "checkpoints" / "gan0.model", weights_only=False)
+    assert checkpoint["epoch"] == 1
+    assert not any(k.startswith("module.") for k in checkpoint["generator"])  # plain nets' keys
+    # 20 images (10 faces and mirrors), 2 ranks x batch 4: 2 steps per epoch on each rank.
+    assert int(checkpoint["generator"]["ema.steps"]) == 2
+
+    resumed = _torchrun(script, "--epochs", 2, *common, "--resume", cwd=tmp_path)
+    assert resumed.stdout.count("Resuming at epoch 2 of 2.") == 1
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["gan0.model", "gan1.model"]
+    checkpoint = torch.load(out / "checkpoints" / "gan1.model", weights_only=False)
+    assert checkpoint["epoch"] == 2 and int(checkpoint["generator"]["ema.steps"]) == 4
+
+    # A distributed checkpoint resumes in a single process.
+    single = subprocess.run([sys.executable, str(script), "--epochs", "3", *map(str, common), "--resume"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert "Resuming at epoch 3 of 3." in single.stdout
+
+
+def test_shard_loader_splits_the_data_between_ranks():
+    data = torch.utils.data.TensorDataset(torch.arange(10.0))
+    loader = torch.utils.data.DataLoader(data, batch_size=2, shuffle=True, drop_last=True)
+    shards = [shard_loader(loader, rank=r, world_size=2) for r in (0, 1)]
+    seen = [torch.cat([b[0] for b in s]).tolist() for s in shards]
+    assert sorted(seen[0] + seen[1]) == [float(i) for i in range(10)] or len(seen[0]) == len(seen[1]) == 4
+    assert not set(seen[0]) & set(seen[1])
+    assert shards[0].batch_size == 2 and shards[0].sampler.shuffle
+    assert shard_loader(shards[0], rank=0, world_size=2) is shards[0]
+
+
+def test_outside_torchrun_the_error_says_how_to_launch(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    assert not launched_by_torchrun()
+    with pytest.raises(RuntimeError, match="launch with torchrun --nproc_per_node N"):
+        init_distributed()
+
+
+@pytest.fixture
+def world_of_one(monkeypatch, tmp_path):
+    """A process group of this process alone (gloo), as torchrun would set it up."""
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)
+    yield tmp_path
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _trainer(tmp_path, **kwargs):
+    from torchgan_sagan import get_config
+    from torchgan_sagan.distributed import DistributedTrainer
+
+    cfg = get_config("sagan_32", image_channels=1, step_channels=8, sample_size=4, epochs=1,
+                     **kwargs.pop("config", {}))
+    return DistributedTrainer(cfg.network_params(), cfg.losses(), checkpoints=str(tmp_path / "c" / "gan"),
+                              recon=str(tmp_path), backend="gloo", **cfg.trainer_kwargs(), **kwargs)
+
+
+def test_world_of_one_trains_an_epoch_and_keeps_torchgan_attributes(world_of_one):
+    trainer = _trainer(world_of_one)
+    assert (trainer.rank, trainer.world_size, trainer.device.type) == (0, 1, "cpu")
+    wrapped = trainer.wrapped["generator"]
+    assert isinstance(wrapped, torch.nn.parallel.DistributedDataParallel)
+    assert wrapped.encoding_dims == trainer.generator.encoding_dims and wrapped.label_type == "none"
+    assert len(wrapped.sampler(3, "cpu")) == 1
+    data = torch.utils.data.TensorDataset(torch.rand(8, 1, 32, 32) * 2 - 1, torch.zeros(8, dtype=torch.long))
+    trainer(torch.utils.data.DataLoader(data, batch_size=4, shuffle=True, drop_last=True))
+    assert trainer.loss_information["generator_iters"] == 2
+    assert (world_of_one / "c" / "gan0.model").exists()
+    assert sum(trainer.logger.get_grad_viz().logs["generator"]) > 0  # logged from the plain nets
+
+
+def test_sync_batchnorm_on_the_cpu_is_a_clear_error(world_of_one):
+    with pytest.raises(ValueError, match="sync_batchnorm needs CUDA devices"):
+        _trainer(world_of_one, sync_batchnorm=True)
+
+
+def test_feature_matching_turns_on_unused_parameter_detection(world_of_one):
+    trainer = _trainer(world_of_one, config={"loss": "feature_matching"})
+    assert trainer.wrapped["discriminator"].find_unused_parameters
+    trainer.real_inputs, trainer.batch_size = torch.rand(4, 1, 32, 32) * 2 - 1, 4
+    for _ in range(2):
+        trainer.train_iter()
+    assert not _trainer(world_of_one / "x").wrapped["discriminator"].find_unused_parameters
