@@ -362,14 +362,7 @@ def sagan_cond_imagenet_128() -> SAGANConfig:
     step per G step, batch 256 (the paper's, over 4 GPUs). Fakes get random classes
     (label_type "generated"). Attention on the 64x64 feature maps as in sagan_128.
     The paper's nets are residual; these keep this package's DCGAN-style blocks."""
-    return SAGANConfig(
-        image_size=128,
-        g_attn_resolutions=(64,),
-        d_attn_resolutions=(64,),
-        num_classes=1000,
-        label_type="generated",
-        batch_size=256,
-    )
+    return dataclasses.replace(sagan_128(), num_classes=1000, label_type="generated", batch_size=256)
 
 
 @register_config
@@ -378,14 +371,5 @@ def sagan_cond_digits_32() -> SAGANConfig:
     (torchgan_sagan.data.embedded_digits): 10 classes, grayscale 32x32, the paper's
     recipe at step_channels 16, batch 64, about 1200 iterations (43 epochs of the
     1797 digits); G draws random classes for its fakes."""
-    return SAGANConfig(
-        image_size=32,
-        image_channels=1,
-        step_channels=16,
-        g_attn_resolutions=(16,),
-        d_attn_resolutions=(16,),
-        num_classes=10,
-        label_type="generated",
-        epochs=43,
-        sample_size=100,
-    )
+    return dataclasses.replace(sagan_32(), image_channels=1, step_channels=16, num_classes=10,
+                               label_type="generated", epochs=43, sample_size=100)
