@@ -141,3 +141,10 @@ def test_weight_initializer_restarts_the_average():
     assert int(g.ema.steps) == 0
     assert torch.equal(g.ema.model[0].parametrizations.weight.original,
                        g.model[0].parametrizations.weight.original)
+
+
+def test_use_ema_switches_eval_mode_back_to_the_trained_weights():
+    g = make_generator().eval()
+    assert g.layers is g.ema.model
+    g.use_ema = False
+    assert g.layers is g.model

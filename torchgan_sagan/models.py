@@ -237,6 +237,7 @@ class SAGANGenerator(_SpeedOptions, Generator):
             the average (sample grids, metrics), in training mode its own weights.
             ``None``: no average.
         ema_start: optimizer steps before the average starts (it copies G until then).
+            Set ``G.use_ema = False`` to run the trained weights in eval mode too.
         channels_last: keep weights and activations in channels-last memory format.
         compile: ``torch.compile`` the layer stack (the first call compiles); a string
             names the backend.
@@ -310,6 +311,8 @@ class SAGANGenerator(_SpeedOptions, Generator):
         self.model = ConditionalSequential(*layers)
         apply_spectral_norm(self.model)
         self.ema = None if ema_decay is None else WeightEMA(self.model, ema_decay, ema_start)
+        #: In eval mode, run the moving average (True) or the trained weights (False).
+        self.use_ema = True
         if self.ema is not None:
             follow_optimizer_steps(self)
         self._weight_initializer()
@@ -336,8 +339,8 @@ class SAGANGenerator(_SpeedOptions, Generator):
     @property
     def layers(self) -> nn.Module:
         """The layer stack that runs now: the moving average in eval mode (when G has
-        one), the trained weights otherwise."""
-        if self.ema is not None and not self.training:
+        one and ``use_ema`` is on), the trained weights otherwise."""
+        if self.ema is not None and self.use_ema and not self.training:
             return _unwrap(self.ema).model
         return self.model
 
