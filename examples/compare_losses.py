@@ -91,6 +91,10 @@ OPTIONS = {
     # Sized for runs of ~1200 G steps: a ~200-step memory, from step 200 on.
     "ema": {"ema_decay": 0.995, "ema_start": 200},
     "diffaug": {"diffaugment": "color,translation,cutout"},
+    # G's learning rate: raised to D's (as in the conditional digits preset), or the
+    # paper's TTUR value.
+    "glr4": {"g_lr": 4e-4},
+    "glr1": {"g_lr": 1e-4},
 }
 
 FULL = dict(seeds=[0, 1, 2], iters=1200, eval_every=200, samples=1000, step_channels=16, batch=64,

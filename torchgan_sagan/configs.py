@@ -370,7 +370,10 @@ def sagan_cond_imagenet_128() -> SAGANConfig:
 def sagan_cond_digits_32() -> SAGANConfig:
     """Class-conditional SAGAN on the handwritten digits that ship with scikit-learn
     (torchgan_sagan.data.embedded_digits): 10 classes, grayscale 32x32, the paper's
-    recipe at step_channels 16, batch 64, about 1200 iterations (43 epochs of the
-    1797 digits); G draws random classes for its fakes."""
+    recipe at step_channels 16, batch 64, except one learning rate: G's is 4e-4 like
+    D's. With the paper's 1e-4 for G, samples ignored their class for the first 1800
+    iterations here (class accuracy 0.10 at 1200, 0.19 at 2400); with 4e-4 it reached
+    0.90 at 1500. 2000 iterations (72 epochs of the 1797 digits); G draws random
+    classes for its fakes."""
     return dataclasses.replace(sagan_32(), image_channels=1, step_channels=16, num_classes=10,
-                               label_type="generated", epochs=43, sample_size=100)
+                               label_type="generated", g_lr=4e-4, epochs=72, sample_size=100)

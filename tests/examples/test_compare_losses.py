@@ -37,11 +37,15 @@ def test_quick_run_writes_every_result(tmp_path, classifier_cache, digit_classif
 
 
 def _load_harness():
+    """Import the script as a module. It turns torchgan's console and TensorBoard logging
+    off through the environment; keep that from leaking into later tests' subprocesses."""
     import importlib.util
+    from unittest import mock
 
     spec = importlib.util.spec_from_file_location("compare_losses", SCRIPT)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with mock.patch.dict(os.environ):
+        spec.loader.exec_module(module)
     return module
 
 
