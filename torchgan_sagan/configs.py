@@ -29,7 +29,14 @@ from ._validation import check_choice, check_image_size, check_positive_int
 from .augment import parse_policy
 from .ema import WeightEMA
 from .losses import HingeDiscriminatorLoss, HingeGeneratorLoss
-from .models import SAGANDiscriminator, SAGANGenerator, _check_amp, _check_attention, _feature_widths
+from .models import (
+    SAGANDiscriminator,
+    SAGANGenerator,
+    _check_amp,
+    _check_attention,
+    _check_classes,
+    _feature_widths,
+)
 
 __all__ = [
     "LOSSES",
@@ -141,9 +148,7 @@ class SAGANConfig:
                 f"D step if negative), got {self.ncritic!r}"
             )
         check_choice("loss", self.loss, LOSSES)
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 0:
-            raise ValueError(f"num_classes must be 0 (unconditional) or a positive number of classes, "
-                             f"got {self.num_classes!r}")
+        _check_classes("SAGANConfig", self.num_classes, None, "generated")
         if self.num_classes:
             check_choice("label_type", self.label_type, ("generated", "required"))
         if self.ema_decay is not None:

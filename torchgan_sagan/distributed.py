@@ -125,7 +125,6 @@ class _EpochLoader:
 
     def __init__(self, loader, sampler: DistributedSampler, first_epoch: int) -> None:
         self.loader, self.sampler, self.epoch = loader, sampler, first_epoch
-        self.batch_size = getattr(loader, "batch_size", None)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -246,7 +245,3 @@ class DistributedTrainer(Trainer):
                 "DistributedSampler) or an object whose .sampler is a DistributedSampler"
             )
         super().train(_EpochLoader(data_loader, sampler, self.start_epoch), **kwargs)
-
-    def __call__(self, data_loader, **kwargs):
-        self.batch_size = data_loader.batch_size
-        self.train(data_loader, **kwargs)

@@ -274,7 +274,12 @@ class ConditionalSequential(nn.Sequential):
     """``nn.Sequential`` that hands the labels to its :class:`ConditionalBatchNorm2d`
     layers: ``forward(x, labels)``. Without conditional layers, ``labels`` may be None."""
 
+    @staticmethod
+    def run_layer(layer: nn.Module, x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
+        """One layer of the stack: conditional layers get the labels, others only ``x``."""
+        return layer(x, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+
     def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         for layer in self:
-            x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+            x = self.run_layer(layer, x, labels)
         return x

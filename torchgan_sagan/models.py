@@ -101,10 +101,8 @@ def _run_recording_attention(
     for layer in layers:
         if isinstance(layer, SelfAttention2d):
             x, maps[x.size(-1)] = layer(x, return_attn=True)
-        elif isinstance(layer, ConditionalBatchNorm2d):
-            x = layer(x, labels)
         else:
-            x = layer(x)
+            x = ConditionalSequential.run_layer(layer, x, labels)
     return x, maps
 
 
@@ -135,16 +133,26 @@ def _check_classes(net: str, num_classes: int, label_type: Optional[str], defaul
     return label_type
 
 
-def _check_labels(net: str, num_classes: int, labels: Optional[torch.Tensor], batch: int) -> None:
+def _check_labels(net: str, num_classes: int, labels: Optional[torch.Tensor], batch: int) -> Tuple[torch.Tensor, ...]:
+    """Validate the labels passed to a net; return them as extra arguments for its
+    layers: ``(labels,)`` for a conditional net, ``()`` for an unconditional one."""
+    if not num_classes:
+        if labels is not None:
+            raise ValueError(f"{net} got labels but is unconditional; build it "
+                             f"with num_classes to condition on classes")
+        return ()
     if labels is None:
         raise ValueError(f"{net} is class-conditional (num_classes={num_classes}) and needs "
                          f"labels: call it as net(x, labels) with labels of shape ({batch},)")
     if labels.shape != (batch,) or labels.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"{net} expects integer labels of shape ({batch},), got "
                          f"{labels.dtype} of shape {tuple(labels.shape)}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"{net}: labels must lie in [0, {num_classes}), got values from "
-                         f"{int(labels.min())} to {int(labels.max())}")
+    if labels.numel():
+        low, high = (int(v) for v in torch.aminmax(labels))  # one pass, one device sync
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"{net}: labels must lie in [0, {num_classes}), got values from "
+                             f"{low} to {high}")
+    return (labels,)
 
 
 def _init_weights(net: nn.Module) -> None:
@@ -353,13 +361,7 @@ class SAGANGenerator(_SpeedOptions, Generator):
         return z.reshape(z.size(0), self.encoding_dims, 1, 1)  # (B, Z, 1, 1)
 
     def _labels(self, z: torch.Tensor, labels: Optional[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
-        if not self.num_classes:
-            if labels is not None:
-                raise ValueError("SAGANGenerator got labels but is unconditional; build it "
-                                 "with num_classes to condition on classes")
-            return ()
-        _check_labels("SAGANGenerator", self.num_classes, labels, z.size(0))
-        return (labels,)
+        return _check_labels("SAGANGenerator", self.num_classes, labels, z.size(0))
 
     def forward(
         self, z: torch.Tensor, labels: Optional[torch.Tensor] = None, feature_matching: bool = False
@@ -509,11 +511,7 @@ class SAGANDiscriminator(_SpeedOptions, Discriminator):
 
     def _checked(self, x: torch.Tensor, labels: Optional[torch.Tensor]) -> None:
         self._check_images(x)
-        if self.num_classes:
-            _check_labels("SAGANDiscriminator", self.num_classes, labels, x.size(0))
-        elif labels is not None:
-            raise ValueError("SAGANDiscriminator got labels but is unconditional; build it "
-                             "with num_classes to condition on classes")
+        _check_labels("SAGANDiscriminator", self.num_classes, labels, x.size(0))
 
     def forward(
         self, x: torch.Tensor, labels: Optional[torch.Tensor] = None, feature_matching: bool = False
