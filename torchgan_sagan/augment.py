@@ -28,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._validation import check_policy
+
 __all__ = ["DiffAugment", "diff_augment", "AUGMENTATIONS", "parse_policy"]
 
 
@@ -85,17 +87,7 @@ def parse_policy(policy: Optional[str]) -> Tuple[str, ...]:
 
     Raises ValueError naming the known transformations for anything else.
     """
-    if policy is None:
-        return ()
-    if not isinstance(policy, str):
-        raise ValueError(f"a DiffAugment policy is a comma-separated string such as "
-                         f"'color,translation,cutout', got {policy!r}")
-    names = tuple(name.strip() for name in policy.split(",") if name.strip())
-    unknown = [name for name in names if name not in AUGMENTATIONS]
-    if unknown:
-        raise ValueError(f"unknown DiffAugment transformation(s) {unknown} in {policy!r}; "
-                         f"choose from {', '.join(AUGMENTATIONS)}")
-    return tuple(name for name in AUGMENTATIONS if name in names)
+    return check_policy(policy, tuple(AUGMENTATIONS))
 
 
 def diff_augment(x: torch.Tensor, policy: str = "color,translation,cutout") -> torch.Tensor:

@@ -36,6 +36,7 @@ import torch
 import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from ._validation import check_ema
 from .layers import refresh_spectral_norm
 
 __all__ = ["WeightEMA", "follow_optimizer_steps", "ema_update_"]
@@ -78,18 +79,11 @@ class WeightEMA(nn.Module):
 
     def __init__(self, source: nn.Module, decay: float = 0.999, start: int = 0) -> None:
         super().__init__()
-        self._check(decay, start)
+        check_ema(decay, start)
         self.decay = float(decay)
         self.start = start
         self.model = _as_buffers(copy.deepcopy(source)).requires_grad_(False)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-
-    @staticmethod
-    def _check(decay: float, start: int) -> None:
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be a number in [0, 1), such as 0.999, got {decay!r}")
-        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-            raise ValueError(f"EMA start must be a non-negative number of steps, got {start!r}")
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}, start={self.start}"

@@ -10,11 +10,14 @@ the margins of the discriminator loss from ever being reached.
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torchgan.losses import DiscriminatorLoss, GeneratorLoss
 
-from ._validation import check_choice
+from ._validation import check_choice, check_scalar_reduction
 
 __all__ = [
     "REDUCTIONS",
@@ -63,12 +66,17 @@ def hinge_discriminator_loss(
     return _reduce(real, reduction) + _reduce(fake, reduction)
 
 
-def _check_scalar_reduction(loss: torch.nn.Module) -> None:
-    if loss.reduction == "none":
-        raise ValueError(
-            f"{type(loss).__name__}(reduction='none') returns one loss per sample, but "
-            f"training needs a scalar to backpropagate: use reduction='mean' or 'sum'"
-        )
+def _scalar_train_ops(train_ops: Callable) -> Callable:
+    """torchgan's ``train_ops``, refusing ``reduction='none'`` first (training needs a
+    scalar loss). The wrapper keeps the signature of torchgan's method, from which the
+    Trainer maps its attributes to the arguments by name."""
+
+    @functools.wraps(train_ops)
+    def checked(self, *args, **kwargs):
+        check_scalar_reduction(type(self).__name__, self.reduction)
+        return train_ops(self, *args, **kwargs)
+
+    return checked
 
 
 class HingeGeneratorLoss(GeneratorLoss):
@@ -85,20 +93,7 @@ class HingeGeneratorLoss(GeneratorLoss):
     def forward(self, dgz: torch.Tensor) -> torch.Tensor:
         return hinge_generator_loss(dgz, self.reduction)
 
-    def train_ops(
-        self,
-        generator,
-        discriminator,
-        optimizer_generator,
-        device,
-        batch_size,
-        labels=None,
-    ):
-        # Same signature as torchgan's: the Trainer maps its attributes by these names.
-        _check_scalar_reduction(self)
-        return super().train_ops(
-            generator, discriminator, optimizer_generator, device, batch_size, labels
-        )
+    train_ops = _scalar_train_ops(GeneratorLoss.train_ops)
 
 
 class HingeDiscriminatorLoss(DiscriminatorLoss):
@@ -116,17 +111,4 @@ class HingeDiscriminatorLoss(DiscriminatorLoss):
     def forward(self, dx: torch.Tensor, dgz: torch.Tensor) -> torch.Tensor:
         return hinge_discriminator_loss(dx, dgz, self.reduction)
 
-    def train_ops(
-        self,
-        generator,
-        discriminator,
-        optimizer_discriminator,
-        real_inputs,
-        device,
-        labels=None,
-    ):
-        # Same signature as torchgan's: the Trainer maps its attributes by these names.
-        _check_scalar_reduction(self)
-        return super().train_ops(
-            generator, discriminator, optimizer_discriminator, real_inputs, device, labels
-        )
+    train_ops = _scalar_train_ops(DiscriminatorLoss.train_ops)
