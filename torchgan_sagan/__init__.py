@@ -2,11 +2,13 @@
 
 Importing this package applies :func:`torchgan_sagan.compat.apply_torchgan_fixes`,
 which lets torchgan 0.1.0's ``Trainer`` log images and load checkpoints on current
-torch and torchvision. Nothing else happens at import time.
+torch and torchvision, and registers the named configs of
+:mod:`torchgan_sagan.presets`. Nothing else happens at import time.
 """
 
+from . import presets  # noqa: F401  (registers the named configs)
 from .compat import apply_torchgan_fixes
-from .configs import LOSSES, SAGANConfig, get_config, list_configs, register_config
+from .configs import LOSSES, SAGANConfig
 from .data import ImageFiles, embedded_digits, embedded_faces, find_images, folder_transform
 from .layers import (
     SelfAttention2d,
@@ -22,6 +24,9 @@ from .losses import (
     hinge_generator_loss,
 )
 from .models import SAGANDiscriminator, SAGANGenerator
+from .options import AttentionOptions, AugmentOptions, EMAOptions, SpeedOptions
+from .registry import get_config, list_configs, register_config
+from .training import make_trainer, train_step
 from .visualize import attention_figure, image_grid, real_vs_fake_figure
 
 __version__ = "0.1.0"
@@ -33,6 +38,12 @@ __all__ = [
     "register_config",
     "get_config",
     "list_configs",
+    "make_trainer",
+    "train_step",
+    "AttentionOptions",
+    "SpeedOptions",
+    "EMAOptions",
+    "AugmentOptions",
     "SelfAttention2d",
     "spectral_norm",
     "apply_spectral_norm",

@@ -1,0 +1,105 @@
+"""The package's named SAGAN recipes (registered in :mod:`torchgan_sagan.registry`).
+
+Each docstring says where the recipe comes from; it becomes the config's
+``source``. What each scored is in ``docs/results.md``.
+"""
+
+from __future__ import annotations
+
+from .configs import SAGANConfig
+from .registry import register_config
+
+__all__ = [
+    "sagan_celeba_64",
+    "sagan_32",
+    "sagan_128",
+    "sagan_faces_32",
+    "sagan_tutorial_64",
+    "sagan_cond_imagenet_128",
+    "sagan_cond_digits_32",
+]
+
+
+@register_config
+def sagan_celeba_64() -> SAGANConfig:
+    """CelebA 64x64 with the SAGAN paper's recipe (Zhang et al. 2018, sec. 5): hinge
+    loss, spectral norm in G and D, TTUR with Adam lr 1e-4 (G) / 4e-4 (D), betas
+    (0, 0.9), one D step per G step, batch 64; attention on the 32x32 feature maps
+    (the placement the paper's ablation favours), official attention layout."""
+    return SAGANConfig()
+
+
+@register_config
+def sagan_32() -> SAGANConfig:
+    """32x32 images, grayscale or RGB (digits, CIFAR-like): the paper's recipe with
+    attention on the 16x16 feature maps; set image_channels=1 for grayscale."""
+    return SAGANConfig(image_size=32)
+
+
+@register_config
+def sagan_128() -> SAGANConfig:
+    """128x128 images with the paper's recipe; attention on the 64x64 feature maps,
+    where the paper found it helped most at this size (feat64 in its Table 1). The
+    paper trained with batch 256 on 4 GPUs; 64 fits one."""
+    return SAGANConfig(image_size=128, g_attn_resolutions=(64,), d_attn_resolutions=(64,))
+
+
+@register_config
+def sagan_faces_32() -> SAGANConfig:
+    """The embedded default of examples/celeba.py: the 100 LFW face crops shipped
+    with scikit-image, grayscale, resized to 32x32. The paper's recipe at a width
+    (step_channels 32) and batch (20) sized for a few minutes on a 2-core CPU (300
+    epochs of 10 steps)."""
+    return SAGANConfig(image_size=32, image_channels=1, step_channels=32, batch_size=20, epochs=300)
+
+
+@register_config
+def sagan_tutorial_64() -> SAGANConfig:
+    """torchgan's SAGAN tutorial network (tutorials/Tutorial 4. Self Attention GAN):
+    64x64 RGB, step_channels 32, attention at 16 and 32 in G and at 8 and 4 in D,
+    BatchNorm and LeakyReLU(0.2) in both nets, tanh on D's output, Wasserstein loss
+    with clipping at 0.01, Adam lr 1e-4 / 4e-4 with betas (0, 0.999), encoding_dims
+    100. The attention is this package's in the paper's layout (softmax over keys,
+    value at C/2, keys and values pooled 2x2, fused); attn_layout="torchgan" keeps
+    torchgan's projections (C/8 queries and keys, C values, no pooling). Differences
+    in detail: the tutorial's last blocks of G and D have no activation and its
+    first D block has BatchNorm."""
+    return SAGANConfig(
+        image_size=64,
+        image_channels=3,
+        encoding_dims=100,
+        step_channels=32,
+        g_attn_resolutions=(16, 32),
+        d_attn_resolutions=(4, 8),
+        d_batchnorm=True,
+        g_leaky_slope=0.2,
+        d_leaky_slope=0.2,
+        d_tanh=True,
+        loss="wasserstein",
+        betas=(0.0, 0.999),
+        epochs=20,
+    )
+
+
+@register_config
+def sagan_cond_imagenet_128() -> SAGANConfig:
+    """Class-conditional SAGAN on ImageNet 128x128 (1000 classes), the paper's
+    headline setting in its training recipe: conditional BatchNorm in G and a
+    projection discriminator, hinge loss, spectral norm in G and D, TTUR (Adam lr
+    1e-4 / 4e-4, betas (0, 0.9)), one D step per G step, batch 256 (the paper's,
+    over 4 GPUs), fakes of random classes. Attention on the 64x64 feature maps as in
+    sagan_128. The paper's nets are residual; these keep this package's DCGAN-style
+    blocks."""
+    return sagan_128().replace(num_classes=1000, label_type="generated", batch_size=256)
+
+
+@register_config
+def sagan_cond_digits_32() -> SAGANConfig:
+    """Class-conditional SAGAN on the handwritten digits that ship with scikit-learn
+    (torchgan_sagan.data.embedded_digits): 10 classes, grayscale 32x32, the paper's
+    recipe at step_channels 16, batch 64, except G's learning rate, raised to D's
+    4e-4 (with the paper's 1e-4 the classes did not emerge within a CPU budget; see
+    docs/results.md). 2000 iterations (72 epochs of the 1797 digits); G draws random
+    classes for its fakes."""
+    return sagan_32().replace(image_channels=1, step_channels=16, num_classes=10, label_type="generated",
+                              g_lr=4e-4, epochs=72, sample_size=100)

@@ -1,0 +1,91 @@
+"""Training with torchgan's ``Trainer`` from a config: build one, or drive it a batch
+at a time.
+
+:func:`make_trainer` turns a :class:`~torchgan_sagan.configs.SAGANConfig` into a
+ready ``Trainer`` (or :class:`~torchgan_sagan.distributed.DistributedTrainer`) whose
+files go under one folder. :func:`train_step` runs one iteration on a batch the
+caller chose, exactly as ``Trainer.train`` does for each batch of its loader: for
+harnesses and benchmarks that control the data stream themselves::
+
+    trainer = make_trainer(get_config("sagan_32", image_channels=1), out="runs/digits")
+    trainer(loader)                          # torchgan's own loop, or:
+    for images, labels in stream:
+        train_step(trainer, images, labels)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import torch
+from torchgan.trainer import Trainer
+
+from .configs import SAGANConfig
+
+__all__ = ["make_trainer", "train_step"]
+
+
+def make_trainer(
+    cfg: SAGANConfig,
+    *,
+    out: Optional[Union[str, os.PathLike]] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    network_params: Optional[dict] = None,
+    losses: Optional[list] = None,
+    metrics: Optional[list] = None,
+    distributed: bool = False,
+    **trainer_kwargs,
+) -> Trainer:
+    """A torchgan ``Trainer`` for ``cfg``.
+
+    Args:
+        cfg: the recipe: nets, losses, optimizers, epochs, ``ncritic``, sample grid.
+        out: folder for checkpoints (``out/checkpoints/gan<slot>.model``), sample grids
+            (``out/samples``) and TensorBoard logs (``out/logs``); ``None``: torchgan's
+            defaults (``./model``, ``./images``, ``./runs``).
+        device: where to train; ``None``: CUDA when available, else the CPU (each
+            process's own device when ``distributed``).
+        network_params, losses: replace the config's (e.g. a reference network
+            trained under the same recipe).
+        metrics: torchgan metrics evaluated at the end of every epoch.
+        distributed: build a :class:`~torchgan_sagan.distributed.DistributedTrainer`
+            (under ``torchrun``, with the process group initialized).
+        trainer_kwargs: further ``Trainer`` arguments (``test_noise``,
+            ``retain_checkpoints``, ...); they win over the config's.
+    """
+    if device is None and not distributed:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    kwargs = dict(cfg.trainer_kwargs())
+    if out is not None:
+        out = Path(out)
+        for sub in ("samples", "checkpoints", "logs"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        kwargs.update(checkpoints=str(out / "checkpoints" / "gan"), recon=str(out / "samples"),
+                      log_dir=str(out / "logs"))
+    kwargs.update(trainer_kwargs)
+    if distributed:
+        from .distributed import DistributedTrainer as trainer_class
+    else:
+        trainer_class = Trainer
+    return trainer_class(network_params or cfg.network_params(), losses or cfg.losses(), metrics_list=metrics,
+                         device=None if device is None else torch.device(device), **kwargs)
+
+
+def train_step(trainer: Trainer, images: torch.Tensor, labels: Optional[torch.Tensor] = None
+               ) -> Tuple[float, float]:
+    """One training iteration of ``trainer`` on ``images`` (and their ``labels``), as
+    ``Trainer.train`` runs it for each batch: D and G steps through the losses' own
+    ``train_ops``, and the running loss totals updated. Returns the generator and
+    discriminator losses of the iteration."""
+    trainer.real_inputs = images.to(trainer.device)
+    trainer.labels = None if labels is None else labels.to(trainer.device)
+    trainer.batch_size = images.size(0)
+    lgen, ldis, gen_iters, dis_iters = trainer.train_iter()
+    info = trainer.loss_information
+    info["generator_losses"] += lgen
+    info["discriminator_losses"] += ldis
+    info["generator_iters"] += gen_iters
+    info["discriminator_iters"] += dis_iters
+    return lgen, ldis
