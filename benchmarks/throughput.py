@@ -21,10 +21,10 @@ Networks (64x64 RGB, batch 64 unless told otherwise):
   (config ``sagan_tutorial_64``);
 - any registered config name, e.g. ``sagan_celeba_64`` (the paper preset).
 
-A ``+`` suffix adds options to one of ours: ``+cl`` channels-last, ``+compile``
-torch.compile (its first-compile time is reported), ``+bf16`` autocast, ``+official``
-the paper's attention layout, ``+dropin`` torchgan's layout (C/8 queries and keys,
-C values, no pooling).
+``+tag`` suffixes change options of one of ours (``torchgan_sagan.cli.TAGS``): ``+cl``
+channels-last, ``+compile`` torch.compile (its first-compile time is reported),
+``+bf16`` autocast, ``+official`` the paper's attention layout, ``+dropin`` torchgan's
+layout (C/8 queries and keys, C values, no pooling), ``+unfused``, ``+diffaug``.
 
     python benchmarks/throughput.py
     python benchmarks/throughput.py --nets tutorial-torchgan tutorial-ours tutorial-ours+compile
@@ -50,52 +50,43 @@ from torchgan.trainer import Trainer  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import interleaved_times, machine_description, markdown_table, matmul_gflops, pick_device  # noqa: E402
 
-from torchgan_sagan import get_config, list_configs  # noqa: E402
+from torchgan_sagan import get_config, list_configs, make_trainer, train_step  # noqa: E402
+from torchgan_sagan.cli import parse_spec  # noqa: E402
 from torchgan_sagan.layers import SelfAttention2d  # noqa: E402
 from torchgan_sagan.reference import tutorial_losses, tutorial_network_params  # noqa: E402
-
-OPTIONS = {
-    "cl": {"channels_last": True},
-    "compile": {"compile": True},
-    "bf16": {"amp": "bf16"},
-    "official": {"attn_layout": "official"},
-    "dropin": {"attn_layout": "torchgan"},
-}
-
 
 def tutorial_torchgan(step_channels: int):
     return tutorial_network_params(step_channels=step_channels), tutorial_losses(), 64, 3
 
 
 def ours(spec: str, step_channels: int):
-    name, *opts = spec.split("+")
+    try:
+        name, overrides = parse_spec(spec, ["tutorial-ours", *list_configs()])
+    except ValueError as err:
+        raise SystemExit(f"throughput.py: error: {err}") from err
     config = "sagan_tutorial_64" if name == "tutorial-ours" else name
-    if config not in list_configs():
-        raise SystemExit(f"throughput.py: error: unknown network {name!r}; use tutorial-torchgan, "
-                         f"tutorial-ours or one of {list_configs()}")
-    overrides = {}
-    for opt in opts:
-        if opt not in OPTIONS:
-            raise SystemExit(f"throughput.py: error: unknown option +{opt}; use {['+' + o for o in OPTIONS]}")
-        overrides.update(OPTIONS[opt])
     if name == "tutorial-ours" or step_channels:
         overrides["step_channels"] = step_channels or 32
-    cfg = get_config(config, **overrides)
-    return cfg.network_params(), cfg.losses(), cfg.image_size, cfg.image_channels
+    return get_config(config, **overrides)
 
 
 def build(spec: str, batch: int, step_channels: int, device: torch.device, workdir: Path):
-    params, losses, size, channels = (tutorial_torchgan(step_channels or 32) if spec == "tutorial-torchgan"
-                                      else ours(spec, step_channels))
-    trainer = Trainer(params, losses, device=device, sample_size=4, checkpoints=str(workdir / spec / "gan"),
-                      recon=str(workdir / spec))
-    trainer.real_inputs = torch.rand(batch, channels, size, size, device=device) * 2 - 1
-    trainer.batch_size = batch
-    return trainer
+    """A trainer for ``spec`` and a step function that trains it on one fixed batch."""
+    if spec == "tutorial-torchgan":
+        # torchgan's network under the recipe of the tutorial preset.
+        cfg = get_config("sagan_tutorial_64", step_channels=step_channels or 32)
+        params, losses = tutorial_network_params(step_channels=step_channels or 32), tutorial_losses()
+    else:
+        cfg = ours(spec, step_channels)
+        params, losses = cfg.network_params(), cfg.losses()
+    trainer = make_trainer(cfg, out=workdir / spec, device=device, network_params=params, losses=losses,
+                           sample_size=4)
+    images = torch.rand(batch, cfg.image_channels, cfg.image_size, cfg.image_size, device=device) * 2 - 1
+    return trainer, lambda: train_step(trainer, images)
 
 
-def count_flops(trainer: Trainer, explicit_attention: bool = False) -> int:
-    """FLOPs of one ``train_iter``; with ``explicit_attention`` our attention layers run
+def count_flops(trainer: Trainer, step, explicit_attention: bool = False) -> int:
+    """FLOPs of one training ``step`` of ``trainer``; with ``explicit_attention`` our attention layers run
     unfused (no padded queries and keys) while counting, then are switched back."""
     layers = [m for name in trainer.model_names for m in getattr(trainer, name).modules()
               if isinstance(m, SelfAttention2d) and m.fused] if explicit_attention else []
@@ -104,7 +95,7 @@ def count_flops(trainer: Trainer, explicit_attention: bool = False) -> int:
     try:
         counter = FlopCounterMode(display=False)
         with counter:
-            trainer.train_iter()
+            step()
         return counter.get_total_flops()
     finally:
         for m in layers:
@@ -133,11 +124,11 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
         trainers[spec] = build(spec, args.batch, args.step_channels, device, workdir)
         start = time.perf_counter()
-        trainers[spec].train_iter()  # warm-up; compiles where asked
+        trainers[spec][1]()  # warm-up; compiles where asked
         first_step[spec] = time.perf_counter() - start
-    flops = {spec: count_flops(trainer) for spec, trainer in trainers.items()}
-    useful = {spec: count_flops(trainer, explicit_attention=True) for spec, trainer in trainers.items()}
-    times = interleaved_times({s: t.train_iter for s, t in trainers.items()}, args.iters, device)
+    flops = {spec: count_flops(*pair) for spec, pair in trainers.items()}
+    useful = {spec: count_flops(*pair, explicit_attention=True) for spec, pair in trainers.items()}
+    times = interleaved_times({spec: step for spec, (_, step) in trainers.items()}, args.iters, device)
 
     base = times.get("tutorial-torchgan")
     rows, table = [], []

@@ -14,6 +14,10 @@ without a download. Everything goes to ``--out``: a sample grid per epoch from f
 (``logs/``, ``tensorboard --logdir OUT/logs``), and at the end ``real_vs_fake.png`` and
 ``attention.png``.
 
+Every field of the config has a flag (``--step-channels``, ``--g-lr``, ``--attn-layout``,
+``--ema-decay``, ...; ``--help`` lists them with their meaning); a flag not given keeps
+the config's value.
+
 Under ``torchrun`` the same command trains with ``DistributedDataParallel``
 (``torchgan_sagan.distributed.DistributedTrainer``): one process per GPU (or CPU
 processes with the gloo backend), the data sharded, ``--batch-size`` per process, and
@@ -31,13 +35,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from torchgan.trainer import Trainer
 
-from torchgan_sagan import LOSSES, get_config, list_configs
+from torchgan_sagan import get_config, list_configs, make_trainer
+from torchgan_sagan.cli import add_config_flags, config_overrides
 from torchgan_sagan.data import ImageFiles, embedded_faces, find_images, folder_transform
-from torchgan_sagan.distributed import DistributedTrainer, init_distributed, launched_by_torchrun
+from torchgan_sagan.distributed import init_distributed, launched_by_torchrun
 from torchgan_sagan.visualize import attention_figure, image_grid, real_vs_fake_figure
 
 EMBEDDED_CONFIG = "sagan_faces_32"
@@ -48,7 +53,15 @@ class CliError(Exception):
     """A problem with the command line or the data: reported in one line, exit status 2."""
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+#: Config fields without a flag here, and why.
+EXCLUDED_FIELDS = {
+    "num_classes": "this example trains on unlabelled images (conditional configs are refused)",
+    "label_type": "only meaningful for conditional configs",
+    "source": "recorded from the config's docstring",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train a SAGAN with torchgan's Trainer on CelebA, or on embedded faces.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -57,10 +70,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "or any folder tree of images; omitted: the embedded LFW faces")
     p.add_argument("--config", choices=list_configs(), help=f"registered config "
                    f"(default: {FOLDER_CONFIG} with --data-root, else {EMBEDDED_CONFIG})")
-    p.add_argument("--loss", choices=sorted(LOSSES), help="loss (default: the config's, hinge)")
-    p.add_argument("--epochs", type=int, help="total epochs (default: the config's)")
-    p.add_argument("--batch-size", type=int, help="default: the config's")
-    p.add_argument("--step-channels", type=int, help="network width (default: the config's)")
     p.add_argument("--crop", type=int, default=160, help="center crop before resizing "
                    "folder images (0: none)")
     p.add_argument("--max-images", type=int, help="use only the first N images (smoke runs)")
@@ -70,17 +79,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, help="output folder (default: runs/<config>)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    p.add_argument("--ema", type=float, metavar="DECAY", help="keep a moving average of G's weights "
-                   "with this decay (e.g. 0.999) for samples and checkpoints")
-    p.add_argument("--ema-start", type=int, default=0, metavar="STEPS",
-                   help="G steps before the average starts (it copies G until then)")
-    p.add_argument("--diffaugment", nargs="?", const="color,translation,cutout", metavar="POLICY",
-                   help="DiffAugment everything D sees; POLICY is a comma-separated subset of "
-                        "color,translation,cutout (all three if omitted)")
-    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
-    p.add_argument("--compile", action="store_true", help="torch.compile both nets (first steps compile)")
-    p.add_argument("--amp", choices=["bf16"], help="autocast the nets (mixed precision, meant for CUDA)")
-    return p.parse_args(argv)
+    add_config_flags(p, exclude=EXCLUDED_FIELDS)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def positive(name: str, value):
@@ -104,6 +108,8 @@ def pick_device(name: str) -> torch.device:
 def build_dataset(args, cfg, say=print):
     if args.data_root is None:
         dataset = embedded_faces(cfg.image_size, max_images=args.max_images)
+        if cfg.image_channels != 1:  # grayscale faces, repeated into each channel
+            dataset = TensorDataset(dataset.tensors[0].repeat(1, cfg.image_channels, 1, 1), dataset.tensors[1])
         say(
             f"No --data-root given: training on the embedded faces (scikit-image's LFW subset, "
             f"{len(dataset) // 2} faces and their mirror images, grayscale {cfg.image_size}x{cfg.image_size})."
@@ -158,21 +164,15 @@ def latest_checkpoint(folder: Path) -> Path:
 
 
 def run(args) -> int:
-    for flag in ("--epochs", "--batch-size", "--step-channels", "--max-images"):
-        positive(flag, getattr(args, flag[2:].replace("-", "_")))
+    positive("--max-images", args.max_images)
     if args.crop < 0:
         raise CliError(f"--crop must be 0 (none) or a size in pixels, got {args.crop}")
     if args.num_workers is not None and args.num_workers < 0:
         raise CliError(f"--num-workers must be 0 or more, got {args.num_workers}")
 
     config_name = args.config or (FOLDER_CONFIG if args.data_root else EMBEDDED_CONFIG)
-    overrides = {k: v for k, v in {
-        "loss": args.loss, "epochs": args.epochs, "batch_size": args.batch_size,
-        "step_channels": args.step_channels, "amp": args.amp, "diffaugment": args.diffaugment,
-        "ema_decay": args.ema, "ema_start": args.ema_start if args.ema is not None else None,
-        "channels_last": args.channels_last or None, "compile": args.compile or None}.items() if v is not None}
     try:
-        cfg = get_config(config_name, **overrides)
+        cfg = get_config(config_name, **config_overrides(args))
     except ValueError as err:
         raise CliError(str(err)) from err
     if cfg.num_classes:
@@ -217,14 +217,7 @@ def run(args) -> int:
     # Fixed noise, the same on every resume, for comparable sample grids.
     test_noise = torch.randn(cfg.sample_size, cfg.encoding_dims,
                              generator=torch.Generator().manual_seed(args.seed + 1)).to(device)
-    for sub in ("samples", "checkpoints", "logs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    trainer_class = DistributedTrainer if distributed else Trainer
-    trainer = trainer_class(
-        cfg.network_params(), cfg.losses(), device=device,
-        checkpoints=str(out / "checkpoints" / "gan"), recon=str(out / "samples"),
-        log_dir=str(out / "logs"), test_noise=[test_noise], **cfg.trainer_kwargs(),
-    )
+    trainer = make_trainer(cfg, out=out, device=device, distributed=distributed, test_noise=[test_noise])
     if args.resume:
         trainer.load_model(str(latest_checkpoint(out / "checkpoints")))
         if trainer.start_epoch >= cfg.epochs:

@@ -26,7 +26,8 @@ each loss runs its own torchgan ``train_ops``). Only the loss changes:
 
 Any of ours takes ``+`` options that change settings of its config, e.g.
 ``hinge+cl`` (channels-last), ``tutorial-ours+dropin`` (torchgan's attention layout),
-``hinge+ema+diffaug`` (moving average of G, DiffAugment): see ``OPTIONS``.
+``hinge+ema+diffaug`` (moving average of G, DiffAugment): ``EXTRA_TAGS`` and
+``torchgan_sagan.cli.TAGS``.
 
 Quality is measured offline (``torchgan_sagan.metrics``) at regular intervals: FID and
 KID in the feature space of a small digit classifier, and class coverage (how many of
@@ -41,7 +42,7 @@ variant it reports whether both classes survive and how diverse the samples are.
 
 Writes to ``--out``: ``results.md``, ``results.json``, ``fid_vs_iteration.png`` and a
 sample grid per variant (``samples_<variant>.png``); the seed scenario writes
-``sevens_eights.md``, ``sevens_eights.json`` and ``seed78_<variant>.png``.
+``sevens_eights.md``, ``sevens_eights.json`` and ``sevens_eights_<variant>.png``.
 """
 
 from __future__ import annotations
@@ -63,34 +64,30 @@ from torch.utils.data import DataLoader
 os.environ.setdefault("CONSOLE_LOGGING", "0")
 os.environ.setdefault("TENSORBOARD_LOGGING", "0")
 
-from torchgan.trainer import Trainer  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
-from torchgan_sagan import get_config  # noqa: E402
+from torchgan_sagan import get_config, make_trainer, train_step  # noqa: E402
+from torchgan_sagan.cli import TAGS, parse_spec  # noqa: E402
 from torchgan_sagan.data import embedded_digits  # noqa: E402
 from torchgan_sagan.metrics import (  # noqa: E402
-    class_accuracy,
     class_coverage,
     digit_classifier,
+    diversity,
+    evaluate,
     fid,
     generate,
-    kid,
-    sample_labels,
+    mean_std,
 )
 from torchgan_sagan.reference import tutorial_network_params  # noqa: E402
 from torchgan_sagan.visualize import image_grid  # noqa: E402
 
 VARIANTS = ("hinge", "minimax", "least_squares", "wasserstein", "wasserstein_gp", "tutorial")
 BASES = VARIANTS + ("tutorial-ours", "cond")
-#: ``+option`` suffixes of a variant and the config fields they set.
-OPTIONS = {
-    "cl": {"channels_last": True},
-    "dropin": {"attn_layout": "torchgan"},
-    "official": {"attn_layout": "official"},
-    "unfused": {"attn_fused": False},
+#: ``+tag`` shorthands of this harness, beside the package's (``cl``, ``dropin``,
+#: ``official``, ``unfused``, ``diffaug``, ...: :data:`torchgan_sagan.cli.TAGS`).
+EXTRA_TAGS = {
     # Sized for runs of ~1200 G steps: a ~200-step memory, from step 200 on.
     "ema": {"ema_decay": 0.995, "ema_start": 200},
-    "diffaug": {"diffaugment": "color,translation,cutout"},
     # G's learning rate: raised to D's (as in the conditional digits preset), or the
     # paper's TTUR value.
     "glr4": {"g_lr": 4e-4},
@@ -98,26 +95,20 @@ OPTIONS = {
 }
 
 FULL = dict(seeds=[0, 1, 2], iters=1200, eval_every=200, samples=1000, step_channels=16, batch=64,
-            seed78_iters=1500, seed78_eval_every=500, seed78_step_channels=16, seed78_batch=32)
+            sevens_eights_iters=1500, sevens_eights_eval_every=500, sevens_eights_step_channels=16,
+            sevens_eights_batch=32)
 QUICK = dict(seeds=[0], iters=12, eval_every=6, samples=200, step_channels=8, batch=16,
-             seed78_iters=4, seed78_eval_every=2, seed78_step_channels=8, seed78_batch=16)
+             sevens_eights_iters=4, sevens_eights_eval_every=2, sevens_eights_step_channels=8,
+             sevens_eights_batch=16)
 
 
 def parse_variant(spec: str):
     """``"hinge+cl"`` -> ``("hinge", {"channels_last": True})``; ValueError naming the
-    known bases and options otherwise."""
-    base, *options = spec.split("+")
-    if base not in BASES:
-        raise ValueError(f"unknown variant {base!r} in {spec!r}; use one of {list(BASES)}, optionally "
-                         f"with +options from {list(OPTIONS)}")
-    if base == "tutorial" and options:
+    known bases and tags otherwise."""
+    base, overrides = parse_spec(spec, BASES, extra_tags=EXTRA_TAGS)
+    if base == "tutorial" and overrides:
         raise ValueError(f"{spec!r}: 'tutorial' is torchgan's own network and takes no options; "
                          "use 'tutorial-ours+...' for this package's version of it")
-    overrides = {}
-    for option in options:
-        if option not in OPTIONS:
-            raise ValueError(f"unknown option +{option} in {spec!r}; use {['+' + o for o in OPTIONS]}")
-        overrides.update(OPTIONS[option])
     return base, overrides
 
 
@@ -137,16 +128,14 @@ def build_config(variant: str, image_size: int, step_channels: int):
                       image_channels=1, step_channels=step_channels, loss=loss, **overrides)
 
 
-def build_trainer(variant: str, image_size: int, step_channels: int, workdir: Path) -> Trainer:
+def build_trainer(variant: str, image_size: int, step_channels: int, workdir: Path):
     cfg = build_config(variant, image_size, step_channels)
-    params = cfg.network_params()
+    params = None
     if variant == "tutorial":
         # Same encoding, size and learning rates as the others; the tutorial's betas.
         params = tutorial_network_params(encoding_dims=cfg.encoding_dims, image_size=image_size, channels=1,
                                          step_channels=step_channels, g_lr=cfg.g_lr, d_lr=cfg.d_lr)
-    return Trainer(params, cfg.losses(), device=torch.device("cpu"),
-                   checkpoints=str(workdir / "ckpt" / "gan"), recon=str(workdir / "images"),
-                   **cfg.trainer_kwargs())
+    return make_trainer(cfg, out=workdir, device="cpu", network_params=params)
 
 
 def batches(dataset, batch: int, seed: int):
@@ -154,35 +143,6 @@ def batches(dataset, batch: int, seed: int):
                         generator=torch.Generator().manual_seed(seed))
     while True:
         yield from loader
-
-
-def train_step(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor) -> None:
-    """What torchgan's ``Trainer.train`` does for one batch."""
-    trainer.real_inputs, trainer.labels, trainer.batch_size = images, labels, images.size(0)
-    lgen, ldis, gen_iters, dis_iters = trainer.train_iter()
-    info = trainer.loss_information
-    info["generator_losses"] += lgen
-    info["discriminator_losses"] += ldis
-    info["generator_iters"] += gen_iters
-    info["discriminator_iters"] += dis_iters
-
-
-def evaluate(generator, real_images, real_labels, classifier, samples: int) -> Dict:
-    fake = generate(generator, samples, seed=12345)
-    coverage = class_coverage(fake, classifier, real_labels)
-    result = {"fid": fid(real_images, fake, classifier), "kid": kid(real_images, fake, classifier)["mean"],
-              "classes_hit": coverage["classes_hit"], "kl": coverage["kl"], "histogram": coverage["histogram"]}
-    asked = sample_labels(generator, samples)
-    if asked is not None:
-        result["class_accuracy"] = class_accuracy(fake, asked, classifier)
-    if getattr(generator, "ema", None) is not None:
-        # The same run seen through G's own weights: what the average adds.
-        generator.use_ema = False
-        try:
-            result["fid_live"] = fid(real_images, generate(generator, samples, seed=12345), classifier)
-        finally:
-            generator.use_ema = True
-    return result
 
 
 def run_variant(variant, seed, dataset, classifier, settings, workdir: Path, log) -> Dict:
@@ -203,18 +163,6 @@ def run_variant(variant, seed, dataset, classifier, settings, workdir: Path, log
                 f"classes {point['classes_hit']:2d}  KL {point['kl']:.3f}{accuracy}{live}")
     return {"curve": curve, "final": curve[-1], "train_seconds": time.time() - start,
             "generator": trainer.generator}
-
-
-def mean_std(values: List[float]) -> Dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "per_seed": values}
-
-
-def diversity(images: torch.Tensor, classifier) -> float:
-    """Mean pairwise distance of classifier features (cdist over at most 500 images)."""
-    with torch.no_grad():
-        feats = classifier.features(images[:500])
-    return float(torch.cdist(feats, feats).mean())
 
 
 def seed_scenario(variants, classifier, settings, workdir: Path, out: Path, log) -> Dict:
@@ -238,19 +186,19 @@ def seed_scenario(variants, classifier, settings, workdir: Path, out: Path, log)
 
     for variant in variants:
         torch.manual_seed(0)
-        trainer = build_trainer(variant, 64, settings["seed78_step_channels"], workdir / f"s78_{variant}")
-        stream = batches(data, settings["seed78_batch"], 0)
+        trainer = build_trainer(variant, 64, settings["sevens_eights_step_channels"], workdir / f"sevens_eights_{variant}")
+        stream = batches(data, settings["sevens_eights_batch"], 0)
         curve = []
-        for it in range(1, settings["seed78_iters"] + 1):
+        for it in range(1, settings["sevens_eights_iters"] + 1):
             train_step(trainer, *next(stream))
-            if it % settings["seed78_eval_every"] == 0 or it == settings["seed78_iters"]:
+            if it % settings["sevens_eights_eval_every"] == 0 or it == settings["sevens_eights_iters"]:
                 point = measure(trainer.generator)
                 fake = point.pop("fake")
                 curve.append({"iteration": it, **point})
                 log(f"  7s/8s {variant:15s} iter {it:5d}: 7 {point['share_7']:.2f}  8 {point['share_8']:.2f}  "
                     f"other {point['share_other']:.2f}  diversity {point['diversity_ratio']:.2f}  "
                     f"FID {point['fid']:.1f}")
-        save_image(image_grid(fake[:64], nrow=8), out / f"seed78_{variant}.png")
+        save_image(image_grid(fake[:64], nrow=8), out / f"sevens_eights_{variant}.png")
         results["variants"][variant] = {**curve[-1], "curve": curve}
     return results
 
@@ -311,8 +259,8 @@ def write_seed_markdown(summary: Dict, path: Path) -> None:
         f"# Seed scenario: 7s and 8s only ({s78['images']} images) at 64x64",
         "",
         f"Command: `{meta['command']}`. Date: {meta['date']}. Machine: {meta['machine']}. torch {meta['torch']}.",
-        f"{meta['seed78_iters']} iterations (batch {meta['seed78_batch']}, step_channels "
-        f"{meta['seed78_step_channels']}), seed 0; {meta['samples']} samples.",
+        f"{meta['sevens_eights_iters']} iterations (batch {meta['sevens_eights_batch']}, step_channels "
+        f"{meta['sevens_eights_step_channels']}), seed 0; {meta['samples']} samples.",
         "",
         "Shares of generated samples classified as 7, 8 or another digit; a class survives with "
         "≥ 10% of the samples. Diversity: mean pairwise feature distance of the samples over "
@@ -336,8 +284,8 @@ def main(argv=None) -> int:
                    help="digits: all ten digits at 32x32 over seeds; sevens-eights: the seed scenario")
     p.add_argument("--out", type=Path, default=Path("runs/compare_losses"))
     p.add_argument("--variants", nargs="+", default=list(VARIANTS),
-                   help=f"default: {' '.join(VARIANTS)}; also tutorial-ours, and +options on ours "
-                        f"({', '.join('+' + o for o in OPTIONS)})")
+                   help=f"default: {' '.join(VARIANTS)}; also tutorial-ours and cond, and +tags on ours "
+                        f"({', '.join('+' + t for t in sorted({**TAGS, **EXTRA_TAGS}))})")
     p.add_argument("--seeds", type=int, nargs="+", help="default: 0 1 2 (quick: 0)")
     p.add_argument("--iters", type=int, help="training iterations per run")
     args = p.parse_args(argv)
@@ -354,7 +302,7 @@ def main(argv=None) -> int:
         if args.iters < 1:
             print("compare_losses.py: error: --iters must be at least 1", file=sys.stderr)
             return 2
-        settings["iters" if args.scenario == "digits" else "seed78_iters"] = args.iters
+        settings["iters" if args.scenario == "digits" else "sevens_eights_iters"] = args.iters
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = args.out / "work"
 

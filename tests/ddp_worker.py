@@ -18,8 +18,7 @@ os.environ.setdefault("TENSORBOARD_LOGGING", "0")
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-from torchgan_sagan import get_config  # noqa: E402
-from torchgan_sagan.distributed import DistributedTrainer  # noqa: E402
+from torchgan_sagan import get_config, make_trainer, train_step  # noqa: E402
 
 
 def main() -> None:
@@ -28,12 +27,9 @@ def main() -> None:
     torch.manual_seed(rank)  # different initial weights on each rank
     cfg = get_config("sagan_32", image_channels=1, step_channels=8, batch_size=4, epochs=1, sample_size=4,
                      d_batchnorm=True, ema_decay=0.5)
-    trainer = DistributedTrainer(cfg.network_params(), cfg.losses(), checkpoints=str(out / "ckpt" / "gan"),
-                                 recon=str(out), sync_batchnorm=sync, **cfg.trainer_kwargs())
+    trainer = make_trainer(cfg, out=out, distributed=True, sync_batchnorm=sync)
     initial = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
-    trainer.real_inputs = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(100 + rank)) * 2 - 1
-    trainer.batch_size = 4
-    trainer.train_iter()
+    train_step(trainer, torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(100 + rank)) * 2 - 1)
     torch.save({"generator": trainer.generator.state_dict(), "discriminator": trainer.discriminator.state_dict(),
                 "initial_generator": initial, "batch": trainer.real_inputs,
                 "world_size": trainer.world_size, "wrapped": sorted(trainer.wrapped)},

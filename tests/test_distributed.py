@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from torchgan_sagan import train_step
 from torchgan_sagan.distributed import init_distributed, launched_by_torchrun, shard_loader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,13 +109,11 @@ def world_of_one(monkeypatch, tmp_path):
 
 
 def _trainer(tmp_path, **kwargs):
-    from torchgan_sagan import get_config
-    from torchgan_sagan.distributed import DistributedTrainer
+    from torchgan_sagan import get_config, make_trainer
 
     cfg = get_config("sagan_32", image_channels=1, step_channels=8, sample_size=4, epochs=1,
                      **kwargs.pop("config", {}))
-    return DistributedTrainer(cfg.network_params(), cfg.losses(), checkpoints=str(tmp_path / "c" / "gan"),
-                              recon=str(tmp_path), backend="gloo", **cfg.trainer_kwargs(), **kwargs)
+    return make_trainer(cfg, out=tmp_path, distributed=True, backend="gloo", **kwargs)
 
 
 def test_world_of_one_trains_an_epoch_and_keeps_torchgan_attributes(world_of_one):
@@ -127,7 +126,7 @@ def test_world_of_one_trains_an_epoch_and_keeps_torchgan_attributes(world_of_one
     data = torch.utils.data.TensorDataset(torch.rand(8, 1, 32, 32) * 2 - 1, torch.zeros(8, dtype=torch.long))
     trainer(torch.utils.data.DataLoader(data, batch_size=4, shuffle=True, drop_last=True))
     assert trainer.loss_information["generator_iters"] == 2
-    assert (world_of_one / "c" / "gan0.model").exists()
+    assert (world_of_one / "checkpoints" / "gan0.model").exists()
     assert sum(trainer.logger.get_grad_viz().logs["generator"]) > 0  # logged from the plain nets
 
 
@@ -139,9 +138,8 @@ def test_sync_batchnorm_on_the_cpu_is_a_clear_error(world_of_one):
 def test_feature_matching_turns_on_unused_parameter_detection(world_of_one):
     trainer = _trainer(world_of_one, config={"loss": "feature_matching"})
     assert trainer.wrapped["discriminator"].find_unused_parameters
-    trainer.real_inputs, trainer.batch_size = torch.rand(4, 1, 32, 32) * 2 - 1, 4
     for _ in range(2):
-        trainer.train_iter()
+        train_step(trainer, torch.rand(4, 1, 32, 32) * 2 - 1)
     assert not _trainer(world_of_one / "x").wrapped["discriminator"].find_unused_parameters
 
 

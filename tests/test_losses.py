@@ -4,6 +4,7 @@ from torch.optim import Adam
 from torchgan.losses import DiscriminatorLoss, GeneratorLoss
 from torchgan.trainer import Trainer
 
+from torchgan_sagan import train_step
 from torchgan_sagan import (
     HingeDiscriminatorLoss,
     HingeGeneratorLoss,
@@ -106,27 +107,22 @@ def test_trainer_maps_its_arguments_to_the_hinge_losses(tmp_path):
         "device",
         "labels",
     }
-    trainer.real_inputs = torch.rand(4, 3, 16, 16) * 2 - 1
-    trainer.batch_size = 4
-    lgen, ldis, gen_iters, dis_iters = trainer.train_iter()
-    assert (gen_iters, dis_iters) == (1, 1)
+    lgen, ldis = train_step(trainer, torch.rand(4, 3, 16, 16) * 2 - 1)
+    info = trainer.loss_information
+    assert (info["generator_iters"], info["discriminator_iters"]) == (1, 1)
     assert ldis >= 0 and isinstance(lgen, float)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_sum_and_mean_train(tmp_path, reduction):
     trainer = _trainer(tmp_path, [HingeGeneratorLoss(reduction), HingeDiscriminatorLoss(reduction)])
-    trainer.real_inputs = torch.rand(4, 3, 16, 16) * 2 - 1
-    trainer.batch_size = 4
     before = [p.detach().clone() for p in trainer.discriminator.parameters()]
-    trainer.train_iter()
+    train_step(trainer, torch.rand(4, 3, 16, 16) * 2 - 1)
     after = list(trainer.discriminator.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after))
 
 
 def test_reduction_none_in_the_trainer_is_a_clear_error(tmp_path):
     trainer = _trainer(tmp_path, [HingeGeneratorLoss("none"), HingeDiscriminatorLoss()])
-    trainer.real_inputs = torch.rand(4, 3, 16, 16)
-    trainer.batch_size = 4
     with pytest.raises(ValueError, match="use reduction='mean' or 'sum'"):
-        trainer.train_iter()
+        train_step(trainer, torch.rand(4, 3, 16, 16))

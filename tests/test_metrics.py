@@ -1,9 +1,8 @@
 import pytest
 import torch
 from torch.optim import Adam
-from torchgan.trainer import Trainer
 
-from torchgan_sagan import SAGANDiscriminator, SAGANGenerator, get_config
+from torchgan_sagan import SAGANDiscriminator, SAGANGenerator, get_config, make_trainer
 from torchgan_sagan.data import embedded_digits
 from torchgan_sagan.metrics import (
     FID,
@@ -82,9 +81,7 @@ def test_metrics_run_inside_the_trainer(digits, digit_classifier, tmp_path):
         KID(images[:200], digit_classifier, num_samples=100),
         ClassCoverage(labels, digit_classifier, num_samples=100),
     ]
-    trainer = Trainer(cfg.network_params(), cfg.losses(), metrics_list=metrics, device=torch.device("cpu"),
-                      checkpoints=str(tmp_path / "ck" / "gan"), recon=str(tmp_path / "img"),
-                      log_dir=str(tmp_path / "logs"), **cfg.trainer_kwargs())
+    trainer = make_trainer(cfg, out=tmp_path, device="cpu", metrics=metrics)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images[:32], labels[:32]), batch_size=16)
     trainer(loader)
     logs = trainer.logger.get_metric_viz().logs
@@ -136,9 +133,7 @@ def test_inception_fid_metric_in_the_trainer(tmp_path, monkeypatch, digits):
     images, labels = digits
     cfg = get_config("sagan_32", image_channels=1, step_channels=8, epochs=1, sample_size=4)
     metric = InceptionFID(images[:8], weights, feature=64, num_samples=8)
-    trainer = Trainer(cfg.network_params(), cfg.losses(), metrics_list=[metric], device=torch.device("cpu"),
-                      checkpoints=str(tmp_path / "ck" / "gan"), recon=str(tmp_path / "img"),
-                      log_dir=str(tmp_path / "logs"), **cfg.trainer_kwargs())
+    trainer = make_trainer(cfg, out=tmp_path, device="cpu", metrics=[metric])
     trainer(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images[:16], labels[:16]), batch_size=8))
     assert trainer.logger.get_metric_viz().logs["InceptionFID"] == metric.history
     assert metric.history[0] > 0

@@ -1,7 +1,7 @@
 import torch
 from torchgan.layers import SelfAttention2d as TorchganSelfAttention2d
-from torchgan.trainer import Trainer
 
+from torchgan_sagan import get_config, make_trainer, train_step
 from torchgan_sagan.reference import tutorial_losses, tutorial_network_params
 
 
@@ -14,8 +14,8 @@ def test_tutorial_network_has_the_tutorials_shape_and_trains(tmp_path):
     assert attn_g == [16, 8] and attn_d == [32, 64]  # 2d, d in G; 4d, 8d in D
     assert params["generator"]["optimizer"]["args"] == {"lr": 1e-4, "betas": (0.0, 0.999)}
     assert tutorial_losses()[1].clip == (-0.01, 0.01)
-    trainer = Trainer(params, tutorial_losses(), device=torch.device("cpu"), sample_size=2,
-                      checkpoints=str(tmp_path / "ck" / "gan"), recon=str(tmp_path / "img"),
-                      log_dir=str(tmp_path / "logs"))
-    trainer.real_inputs, trainer.batch_size = torch.rand(2, 3, 64, 64) * 2 - 1, 2
-    assert trainer.train_iter()[2:] == (1, 1)
+    cfg = get_config("sagan_tutorial_64", step_channels=8, sample_size=2)
+    trainer = make_trainer(cfg, out=tmp_path, device="cpu", network_params=params, losses=tutorial_losses())
+    train_step(trainer, torch.rand(2, 3, 64, 64) * 2 - 1)
+    info = trainer.loss_information
+    assert (info["generator_iters"], info["discriminator_iters"]) == (1, 1)

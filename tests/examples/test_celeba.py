@@ -1,5 +1,6 @@
 """examples/celeba.py end to end (subprocess) and its handling of bad input (in process)."""
 
+import dataclasses
 import importlib.util
 import subprocess
 import sys
@@ -8,6 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+
+from torchgan_sagan import SAGANConfig
+from torchgan_sagan.cli import config_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "celeba.py"
@@ -142,7 +146,7 @@ def test_unknown_config_or_loss(flag, value, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["--epochs", "0"], "epochs must be a positive integer, got 0"),
     (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "nonsense"], "--device"),
 ])
 def test_bad_numbers_and_devices(args, message, tmp_path, capsys):
@@ -169,3 +173,16 @@ def test_moving_average_and_diffaugment_switches(tmp_path, capsys):
 ])
 def test_bad_switches(args, message, tmp_path, capsys):
     assert message in _main_error(capsys, *args, "--out", tmp_path / "o")
+
+
+def test_every_config_field_is_reachable_or_explicitly_excluded():
+    parser_dests = {a.dest for a in celeba.build_parser()._actions}
+    for f in dataclasses.fields(SAGANConfig):
+        assert (f.name in parser_dests) != (f.name in celeba.EXCLUDED_FIELDS), f.name
+    assert set(celeba.EXCLUDED_FIELDS) <= {f.name for f in dataclasses.fields(SAGANConfig)}
+
+
+def test_config_flags_reach_the_config():
+    args = celeba.parse_args(["--g-lr", "3e-4", "--no-attn-fused", "--ema", "0.9", "--g-attn-resolutions", "8"])
+    assert config_overrides(args) == {"g_lr": 3e-4, "attn_fused": False, "ema_decay": 0.9,
+                                      "g_attn_resolutions": [8]}

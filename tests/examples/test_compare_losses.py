@@ -25,7 +25,7 @@ def test_quick_run_writes_every_result(tmp_path, classifier_cache, digit_classif
         assert r["curve"]["iteration"] == [6, 12]
         assert 1 <= r["classes_hit"]["mean"] <= 10
         assert (out / f"samples_{variant}.png").stat().st_size > 0
-        assert (out / f"seed78_{variant}.png").stat().st_size > 0
+        assert (out / f"sevens_eights_{variant}.png").stat().st_size > 0
         s78 = json.loads((out / "sevens_eights.json").read_text())["seed_scenario"]["variants"][variant]
         assert [p["iteration"] for p in s78["curve"]] == [2, 4]
         assert abs(s78["share_7"] + s78["share_8"] + s78["share_other"] - 1) < 1e-6
@@ -64,6 +64,6 @@ def test_variant_options_set_config_fields():
 def test_bad_variants_exit_with_a_message(capsys):
     harness = _load_harness()
     assert harness.main(["--variants", "hinge+fast"]) == 2
-    assert "unknown option +fast in 'hinge+fast'" in capsys.readouterr().err
+    assert "unknown tag +fast in 'hinge+fast'" in capsys.readouterr().err
     assert harness.main(["--variants", "tutorial+cl"]) == 2
     assert "takes no options" in capsys.readouterr().err
