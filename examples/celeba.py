@@ -40,17 +40,17 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from torchgan.trainer import Trainer
 
 from torchgan_sagan import get_config, list_configs, make_trainer
-from torchgan_sagan.cli import add_config_flags, config_overrides
+from torchgan_sagan.cli import CommandError as CliError
+from torchgan_sagan.cli import add_config_flags, config_overrides, parse_device
+from torchgan_sagan.checkpoints import UntrustedCheckpointError, find_checkpoints, latest_intact_checkpoint
 from torchgan_sagan.data import ImageFiles, embedded_faces, find_images, folder_transform
 from torchgan_sagan.distributed import init_distributed, launched_by_torchrun
+from torchgan_sagan.metrics import InceptionFID
+from torchgan_sagan.monitoring import AttentionLogger, RunProgress, torchgan_output
 from torchgan_sagan.visualize import attention_figure, image_grid, real_vs_fake_figure
 
 EMBEDDED_CONFIG = "sagan_faces_32"
 FOLDER_CONFIG = "sagan_celeba_64"
-
-
-class CliError(Exception):
-    """A problem with the command line or the data: reported in one line, exit status 2."""
 
 
 #: Config fields without a flag here, and why.
@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, help="output folder (default: runs/<config>)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--trust-checkpoint", action="store_true", help="let --resume load a checkpoint that holds "
+                   "objects outside the allowlist (it runs their code)")
+    p.add_argument("--verbose", action="store_true", help="print torchgan's epoch summaries instead of one "
+                   "progress bar (without it they go to OUT/train.log)")
+    p.add_argument("--inception-weights", type=Path, metavar="FILE", help="torch-fidelity's Inception weights "
+                   "file: Inception FID against the training images after every epoch (TensorBoard)")
     add_config_flags(p, exclude=EXCLUDED_FIELDS)
     return p
 
@@ -91,18 +97,6 @@ def positive(name: str, value):
     if value is not None and value < 1:
         raise CliError(f"{name} must be at least 1, got {value}")
     return value
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise CliError(f"--device {name!r} is not a device name (try auto, cpu or cuda)") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CliError(f"--device {name} asked for, but CUDA is not available here; use --device cpu")
-    return device
 
 
 def build_dataset(args, cfg, say=print):
@@ -132,35 +126,23 @@ def build_dataset(args, cfg, say=print):
     return dataset
 
 
-class ProgressLoader:
-    """A DataLoader seen through a progress bar, one bar per epoch."""
-
-    def __init__(self, loader: DataLoader, trainer: Trainer, show: bool = True) -> None:
-        self.loader = loader
-        self.trainer = trainer
-        self.batch_size = loader.batch_size  # the Trainer reads this
-        self.sampler = loader.sampler  # a DistributedSampler under torchrun
-        self.show = show
-        self.epoch = None
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        from tqdm import tqdm
-
-        self.epoch = (self.trainer.start_epoch if self.epoch is None else self.epoch) + 1
-        bar = tqdm(self.loader, desc=f"epoch {self.epoch}/{self.trainer.epochs}", unit="batch",
-                   leave=False, dynamic_ncols=True, disable=not self.show)
-        yield from bar
-        bar.close()
-
-
-def latest_checkpoint(folder: Path) -> Path:
-    found = sorted(folder.glob("*.model"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
-    if not found:
+def resume_from(out: Path, trust: bool, say) -> Path:
+    """The newest checkpoint of the run that reads; newer damaged ones are reported."""
+    folder = out / "checkpoints"
+    if not find_checkpoints(folder):
         raise CliError(f"--resume: no checkpoint (*.model) in {folder}; run once without --resume first")
-    return found[-1]
+    try:
+        found, damaged = latest_intact_checkpoint(folder, trust=trust)
+    except UntrustedCheckpointError as err:
+        raise CliError(str(err)) from err
+    for path, err in damaged:
+        say(f"Skipping {path}: {err}")
+    if found is None:
+        raise CliError(f"--resume: none of the checkpoints in {folder} can be read; start a new run "
+                       f"(without --resume) or restore a copy")
+    if damaged:
+        say(f"Resuming from the newest intact checkpoint, {found}: the epochs after it are trained again.")
+    return found
 
 
 def run(args) -> int:
@@ -184,7 +166,7 @@ def run(args) -> int:
         rank, world, device = init_distributed(None if args.device == "auto" else
                                                ("gloo" if args.device == "cpu" else "nccl"))
     else:
-        rank, world, device = 0, 1, pick_device(args.device)
+        rank, world, device = 0, 1, parse_device(args.device)
     say = print if rank == 0 else (lambda *a, **k: None)
     out = args.out or Path("runs") / config_name
     random.seed(args.seed)
@@ -217,9 +199,17 @@ def run(args) -> int:
     # Fixed noise, the same on every resume, for comparable sample grids.
     test_noise = torch.randn(cfg.sample_size, cfg.encoding_dims,
                              generator=torch.Generator().manual_seed(args.seed + 1)).to(device)
-    trainer = make_trainer(cfg, out=out, device=device, distributed=distributed, test_noise=[test_noise])
+    metrics = []
+    if args.inception_weights is not None:
+        if not args.inception_weights.is_file():
+            raise CliError(f"--inception-weights: no file at {args.inception_weights}")
+        reference = torch.stack([dataset[i][0] for i in range(min(len(dataset), 1000))])
+        metrics.append(InceptionFID(reference, args.inception_weights, num_samples=min(len(dataset), 1000)))
+    trainer = make_trainer(cfg, out=out, device=device, distributed=distributed, test_noise=[test_noise],
+                           metrics=metrics or None)
+    AttentionLogger.attach(trainer, test_noise[:4])
     if args.resume:
-        trainer.load_model(str(latest_checkpoint(out / "checkpoints")))
+        trainer.load_model(str(resume_from(out, args.trust_checkpoint, say)), trust_checkpoint=args.trust_checkpoint)
         if trainer.start_epoch >= cfg.epochs:
             say(f"The checkpoint has {trainer.start_epoch} epochs already, and --epochs is "
                 f"{cfg.epochs} (a total): nothing to train. Pass a larger --epochs.")
@@ -229,9 +219,14 @@ def run(args) -> int:
     torch.manual_seed(args.seed + rank)
 
     start = time.time()
-    trainer(ProgressLoader(loader, trainer, show=rank == 0))
+    progress = RunProgress(loader, trainer, show=rank == 0 and not args.verbose)
+    # torchgan's per-epoch summaries go to the console with --verbose, else to train.log.
+    with torchgan_output(out / "train.log" if rank == 0 else None, verbose=args.verbose):
+        trainer(progress)
+    progress.close()
     trainer.logger.close()
-    say(f"Trained for {time.time() - start:.0f} s.")
+    say(f"Trained for {time.time() - start:.0f} s." + ("" if args.verbose else
+                                                        f" torchgan's epoch summaries: {out / 'train.log'}"))
     if rank == 0:
         finish(trainer, loader, out, test_noise)
     if distributed:

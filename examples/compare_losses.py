@@ -55,7 +55,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import torch
 from torch.utils.data import DataLoader

@@ -48,3 +48,44 @@ def one_iteration():
     images (random labels when conditional), through ``make_trainer`` and
     ``train_step``; returns the trainer and G's parameters from before the step."""
     return _one_iteration
+
+
+def _tiny_run(folder, name, **overrides):
+    """A run folder as make_trainer leaves it, after two training iterations and one
+    checkpoint."""
+    from torchgan_sagan import get_config, make_trainer, train_step
+
+    cfg = get_config(name, step_channels=8, sample_size=4, **overrides)
+    trainer = make_trainer(cfg, out=folder, device="cpu")
+    images = torch.rand(4, cfg.image_channels, cfg.image_size, cfg.image_size) * 2 - 1
+    labels = torch.tensor([0, 1, 2, 3]) if cfg.num_classes else None
+    for _ in range(2):
+        train_step(trainer, images, labels)
+    trainer.save_model(0)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A trained unconditional 32x32 grayscale run (sagan_faces_32 at width 8)."""
+    return _tiny_run(tmp_path_factory.mktemp("run"), "sagan_faces_32")
+
+
+@pytest.fixture(scope="session")
+def tiny_conditional_run(tmp_path_factory):
+    """A trained class-conditional 32x32 run with a moving-average generator."""
+    return _tiny_run(tmp_path_factory.mktemp("cond_run"), "sagan_cond_digits_32", ema_decay=0.5)
+
+
+@pytest.fixture
+def inception_weights(tmp_path, monkeypatch):
+    """A weights file with torch-fidelity's Inception structure and random values
+    (the real one cannot be downloaded here)."""
+    fe = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    with monkeypatch.context() as m:
+        m.setattr(fe.torch, "load", lambda *args, **kwargs: {})
+        m.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="-")
+    path = tmp_path / "inception.pth"
+    torch.save(net.state_dict(), path)
+    return path

@@ -1,8 +1,7 @@
 import pytest
 import torch
-from torch.optim import Adam
 
-from torchgan_sagan import SAGANDiscriminator, SAGANGenerator, get_config, make_trainer
+from torchgan_sagan import SAGANGenerator, get_config, make_trainer
 from torchgan_sagan.data import embedded_digits
 from torchgan_sagan.metrics import (
     FID,
@@ -10,7 +9,6 @@ from torchgan_sagan.metrics import (
     ClassCoverage,
     DigitClassifier,
     class_coverage,
-    digit_classifier,
     fid,
     generate,
     inception_fid,
@@ -104,19 +102,8 @@ def test_inception_fid_without_weights_is_a_clear_error(tmp_path):
         inception_fid(torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8), tmp_path / "missing.pth")
 
 
-def _random_inception_weights(path, monkeypatch):
-    """A weights file with torch-fidelity's Inception structure and random values."""
-    fe = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
-    with monkeypatch.context() as m:
-        m.setattr(fe.torch, "load", lambda *args, **kwargs: {})
-        m.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
-        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="-")
-    torch.save(net.state_dict(), path)
-
-
-def test_inception_fid_runs_offline_from_a_weights_file(tmp_path, monkeypatch):
-    weights = tmp_path / "inception.pth"
-    _random_inception_weights(weights, monkeypatch)
+def test_inception_fid_runs_offline_from_a_weights_file(inception_weights):
+    weights = inception_weights
     real = torch.rand(6, 1, 32, 32) * 2 - 1
     # the 64-d early pooling layer keeps the matrix square roots small and the test fast
     same = inception_fid(real, real.clone(), weights, feature=64)
@@ -125,11 +112,10 @@ def test_inception_fid_runs_offline_from_a_weights_file(tmp_path, monkeypatch):
     assert other > same
 
 
-def test_inception_fid_metric_in_the_trainer(tmp_path, monkeypatch, digits):
+def test_inception_fid_metric_in_the_trainer(tmp_path, inception_weights, digits):
     from torchgan_sagan.metrics import InceptionFID
 
-    weights = tmp_path / "inception.pth"
-    _random_inception_weights(weights, monkeypatch)
+    weights = inception_weights
     images, labels = digits
     cfg = get_config("sagan_32", image_channels=1, step_channels=8, epochs=1, sample_size=4)
     metric = InceptionFID(images[:8], weights, feature=64, num_samples=8)

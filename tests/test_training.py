@@ -12,7 +12,7 @@ def test_make_trainer_puts_every_file_under_out(tmp_path):
     assert trainer.recon == str(tmp_path / "run" / "samples")
     assert (trainer.epochs, trainer.ncritic, trainer.sample_size) == (3, 2, 9)
     assert trainer.device == torch.device("cpu")
-    assert {p.name for p in (tmp_path / "run").iterdir()} == {"samples", "checkpoints", "logs"}
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {"samples", "checkpoints", "logs", "config.json"}
 
 
 def test_make_trainer_accepts_other_nets_losses_and_trainer_arguments(tmp_path):

@@ -26,7 +26,8 @@ from .losses import (
 from .models import SAGANDiscriminator, SAGANGenerator
 from .options import AttentionOptions, AugmentOptions, EMAOptions, SpeedOptions
 from .registry import get_config, list_configs, register_config
-from .training import make_trainer, train_step
+from .runs import load_generator
+from .training import SAGANTrainer, make_trainer, train_step
 from .visualize import attention_figure, image_grid, real_vs_fake_figure
 
 __version__ = "0.1.0"
@@ -40,6 +41,8 @@ __all__ = [
     "list_configs",
     "make_trainer",
     "train_step",
+    "SAGANTrainer",
+    "load_generator",
     "AttentionOptions",
     "SpeedOptions",
     "EMAOptions",

@@ -210,8 +210,14 @@ def check_labels(net: str, num_classes: int, labels: Optional[torch.Tensor], bat
         raise ValueError(f"{net} expects integer labels of shape ({batch},), got "
                          f"{labels.dtype} of shape {tuple(labels.shape)}")
     if labels.numel():
-        low, high = (int(v) for v in torch.aminmax(labels))  # one pass, one device sync
-        if low < 0 or high >= num_classes:
-            raise ValueError(f"{net}: labels must lie in [0, {num_classes}), got values from "
-                             f"{low} to {high}")
+        if labels.device.type == "cpu" and not (torch.compiler.is_compiling() or torch.compiler.is_exporting()):
+            low, high = (int(v) for v in torch.aminmax(labels))  # one pass
+            if low < 0 or high >= num_classes:
+                raise ValueError(f"{net}: labels must lie in [0, {num_classes}), got values from "
+                                 f"{low} to {high}")
+        else:
+            # On an accelerator, or while compiling or exporting: checked on the device,
+            # without reading the labels back to the host.
+            in_range = ((labels >= 0) & (labels < num_classes)).all()
+            torch._assert_async(in_range, f"{net}: labels must lie in [0, {num_classes})")
     return (labels,)

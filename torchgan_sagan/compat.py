@@ -16,14 +16,14 @@ skipped where it is not needed:
    defaults to ``weights_only=True``; torchgan checkpoints hold pickled loss objects,
    so every load fails, and a bare ``except`` hides why behind "Model could not be
    loaded". The replacement restores exactly what torchgan restores (epoch, losses,
-   metrics, loss information and logs, model and optimizer states), loading with
-   ``weights_only=False``; a missing file raises ``FileNotFoundError`` and any other
-   failure keeps its real cause. It also reads ``load_items`` by their names (0.1.0
-   looked them up under a literal key and always failed). Applied to torchgan 0.1.0
-   only.
-
-   ``weights_only=False`` unpickles arbitrary objects, as torch did before 2.6 and
-   torchgan always assumed: load only checkpoints you trust.
+   metrics, loss information and logs, model and optimizer states), reading the file
+   with :func:`torchgan_sagan.checkpoints.load_checkpoint`: ``weights_only=True`` with
+   an allowlist of the classes such a checkpoint holds, so a file with anything else
+   is refused (``load_model(path, trust_checkpoint=True)`` loads it anyway). A
+   missing file raises ``FileNotFoundError``, a damaged one
+   ``CorruptCheckpointError``, and any other failure keeps its real cause. It also
+   reads ``load_items`` by their names (0.1.0 looked them up under a literal key and
+   always failed). Applied to torchgan 0.1.0 only.
 
    So that a resumed run does not overwrite what the first one wrote, loading also
    moves the image logger's epoch counter to the resumed epoch (sample files are
@@ -63,7 +63,7 @@ import torchgan.logging.visualize as _visualize
 import torchgan.trainer.base_trainer as _base_trainer
 from torchgan.trainer.base_trainer import BaseTrainer
 
-from .checkpoints import atomic_save
+from .checkpoints import atomic_save, load_checkpoint
 
 __all__ = ["apply_torchgan_fixes"]
 
@@ -99,8 +99,9 @@ def _fix_image_logging() -> None:
     )
 
 
-def _load_model(self, load_path="", load_items=None):
-    """torchgan's ``BaseTrainer.load_model`` for current torch (see the module docs)."""
+def _load_model(self, load_path="", load_items=None, *, trust_checkpoint=False):
+    """torchgan's ``BaseTrainer.load_model`` for current torch (see the module docs);
+    ``trust_checkpoint=True`` loads objects outside the allowlist."""
     if load_path == "":
         load_path = self.checkpoints + str(self.last_retained_checkpoint) + ".model"
     if not os.path.isfile(load_path):
@@ -109,7 +110,9 @@ def _load_model(self, load_path="", load_items=None):
             f"Trainer.save_model wrote (they are named <checkpoints><slot>.model)"
         )
     print("Loading Model From '{}' to {}".format(load_path, self.device))
-    checkpoint = torch.load(load_path, map_location=self.device, weights_only=False)
+    # On the CPU: load_state_dict copies the nets' tensors to their device, and the
+    # metrics keep their reference images where generate() puts its samples.
+    checkpoint = load_checkpoint(load_path, trust=trust_checkpoint, map_location="cpu")
     missing = [key for key in _CHECKPOINT_KEYS if key not in checkpoint]
     if missing:
         raise ValueError(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch.nn as nn
 from torch.optim import Adam
@@ -74,6 +74,10 @@ LOSSES: Dict[str, Callable[[], list]] = {
         tg.MinimaxDiscriminatorLoss(),
     ],
 }
+
+#: What :meth:`SAGANConfig.to_dict` writes: a tag and the layout's version.
+CONFIG_FORMAT = "torchgan_sagan.SAGANConfig"
+CONFIG_VERSION = 1
 
 #: Losses that differentiate D's input gradient, so D's attention cannot be fused.
 GRADIENT_PENALTY_LOSSES = frozenset({"wasserstein_gp", "dragan"})
@@ -138,6 +142,30 @@ class SAGANConfig:
     @property
     def conditional(self) -> bool:
         return self.num_classes > 0
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The config as JSON-ready data (``format`` and ``version`` tag it)."""
+        fields = {f.name: list(v) if isinstance(v, tuple) else v
+                  for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+        return {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, "fields": fields}
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "SAGANConfig":
+        """The config that :meth:`to_dict` wrote; fields it lacks take their defaults.
+        Data of another format or version, or with fields this version does not know,
+        is a ``ValueError`` that says so."""
+        if not isinstance(data, dict) or data.get("format") != CONFIG_FORMAT:
+            raise ValueError("this is not a torchgan_sagan config (no 'format': "
+                             f"{CONFIG_FORMAT!r} entry)")
+        if data.get("version") != CONFIG_VERSION:
+            raise ValueError(f"this config has version {data.get('version')!r}, and this torchgan_sagan "
+                             f"reads version {CONFIG_VERSION}: use the release that wrote it")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data["fields"]) - known)
+        if unknown:
+            raise ValueError(f"this config has fields this torchgan_sagan does not know: {unknown}; "
+                             f"it was written by another release")
+        return cls(**data["fields"])
 
     def replace(self, **changes) -> "SAGANConfig":
         """A copy with ``changes`` (validated like any config)."""

@@ -50,6 +50,7 @@ from torchgan.models import Discriminator, Generator
 from torchgan.trainer import Trainer
 
 from .ema import WeightEMA
+from .runs import RecordsConfig
 
 __all__ = ["DistributedTrainer", "init_distributed", "launched_by_torchrun", "shard_loader"]
 
@@ -145,7 +146,7 @@ def _convert_sync_batchnorm(net: torch.nn.Module) -> None:
             setattr(net, name, torch.nn.SyncBatchNorm.convert_sync_batchnorm(child))
 
 
-class DistributedTrainer(Trainer):
+class DistributedTrainer(RecordsConfig, Trainer):
     """torchgan's ``Trainer`` over ``DistributedDataParallel``, one process per device.
 
     Takes the ``Trainer``'s arguments (``models``, ``losses_list``, ``metrics_list``,

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torchgan.metrics import EvaluationMetric
 
 from .classifier import DigitClassifier, digit_classifier, train_digit_classifier
+from .inception import inception_fid, inception_kid
 from .sampling import chunks, generate, sample_labels
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "kid",
     "class_coverage",
     "inception_fid",
+    "inception_kid",
     "generate",
     "sample_labels",
     "class_accuracy",
@@ -127,41 +129,6 @@ def class_coverage(images: torch.Tensor, classifier: DigitClassifier,
         "kl": kl,
         "mean_confidence": float(probs.max(1).values.mean()),
     }
-
-
-@torch.no_grad()
-def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights_path: os.PathLike, *,
-                  feature: int = 2048) -> float:
-    """Standard FID (Inception-v3 pool features, 2048-d) with weights from ``weights_path``.
-
-    The weights are torch-fidelity's ``pt_inception-2015-12-05`` file, which torchmetrics
-    would otherwise download. Images in [-1, 1], grayscale or RGB, any size.
-    ``feature`` picks another Inception layer (64, 192 or 768) as torchmetrics allows.
-    """
-    path = Path(weights_path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no Inception weights at {str(path)!r}: download torch-fidelity's "
-            f"pt_inception-2015-12-05-6726825d.pth on a connected machine and pass its path"
-        )
-    try:
-        from torchmetrics.image.fid import FrechetInceptionDistance
-
-        metric = FrechetInceptionDistance(
-            feature=feature, normalize=True, feature_extractor_weights_path=str(path)
-        )
-    except ModuleNotFoundError as err:
-        raise ImportError("Inception FID needs torch-fidelity: python -m pip install torch-fidelity") from err
-
-    def as_rgb01(x: torch.Tensor) -> torch.Tensor:
-        x = ((x.float() + 1) / 2).clamp(0, 1)
-        return x.expand(-1, 3, -1, -1) if x.size(1) == 1 else x
-
-    for batch in chunks(real, 100):
-        metric.update(as_rgb01(batch), real=True)
-    for batch in chunks(fake, 100):
-        metric.update(as_rgb01(batch), real=False)
-    return float(metric.compute())
 
 
 @torch.no_grad()

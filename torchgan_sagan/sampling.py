@@ -1,4 +1,5 @@
-"""Drawing images from a trained generator: seeded, in batches, in eval mode."""
+"""Drawing images from a trained generator: seeded noise (with the truncation trick
+when asked), spherical interpolations, and generation in batches in eval mode."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Iterator, Optional
 import torch
 import torch.nn as nn
 
-__all__ = ["chunks", "sample_labels", "generate"]
+__all__ = ["chunks", "sample_labels", "generate", "noise", "slerp", "interpolation_noise"]
 
 
 def chunks(x: torch.Tensor, size: int = 500) -> Iterator[torch.Tensor]:
@@ -24,20 +25,78 @@ def sample_labels(generator: nn.Module, num_samples: int) -> Optional[torch.Tens
     return torch.arange(num_samples) % num_classes if num_classes else None
 
 
-def generate(generator: nn.Module, num_samples: int, *, seed: int = 0, batch_size: int = 500,
-             device: Optional[torch.device] = None) -> torch.Tensor:
-    """``num_samples`` images from ``generator`` in eval mode, on the CPU, from seeded noise
-    (a generator with a weight average runs the average in eval mode). A conditional
-    generator is asked for the classes of :func:`sample_labels`."""
+@torch.no_grad()
+def generate(generator: nn.Module, num_samples: Optional[int] = None, *, seed: int = 0, batch_size: int = 500,
+             device: Optional[torch.device] = None, z: Optional[torch.Tensor] = None,
+             labels: Optional[torch.Tensor] = None, truncation: Optional[float] = None,
+             progress: bool = False) -> torch.Tensor:
+    """Images from ``generator`` in eval mode (a generator with a weight average runs
+    the average), on the CPU, without autograd graphs, ``batch_size`` at a time.
+
+    The noise is ``z``, or ``num_samples`` seeded draws (:func:`noise`, with
+    ``truncation`` if given). A conditional generator is asked for ``labels``, by
+    default the classes of :func:`sample_labels`. ``progress`` shows a bar.
+    """
     device = device or next(generator.parameters()).device
+    if z is None:
+        if num_samples is None:
+            raise ValueError("generate needs num_samples or the noise z")
+        z = noise(num_samples, generator.encoding_dims, seed=seed, truncation=truncation)
+    if labels is None:
+        labels = sample_labels(generator, len(z))
+    batches = list(chunks(z, batch_size))
+    label_batches = [None] * len(batches) if labels is None else list(chunks(labels, batch_size))
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc="generating", unit="batch", dynamic_ncols=True)
     was_training = generator.training
     generator.eval()
     try:
-        z = torch.randn(num_samples, generator.encoding_dims, generator=torch.Generator().manual_seed(seed))
-        labels = sample_labels(generator, num_samples)
-        if labels is None:
-            return torch.cat([generator(b.to(device)).cpu() for b in chunks(z, batch_size)])
-        return torch.cat([generator(b.to(device), y.to(device)).cpu()
-                          for b, y in zip(chunks(z, batch_size), chunks(labels, batch_size))])
+        return torch.cat([(generator(b.to(device)) if y is None else generator(b.to(device), y.to(device))).cpu()
+                          for b, y in zip(batches, label_batches)])
     finally:
         generator.train(was_training)
+
+
+def noise(num_samples: int, encoding_dims: int, *, seed: int = 0, truncation: Optional[float] = None
+          ) -> torch.Tensor:
+    """Seeded standard normal noise (num_samples, encoding_dims), on the CPU.
+
+    ``truncation`` (> 0): the truncation trick (Brock et al. 2019, BigGAN): every entry
+    whose magnitude exceeds it is drawn again until none does, trading variety for
+    typical, cleaner samples.
+    """
+    if truncation is not None and not truncation > 0:
+        raise ValueError(f"truncation must be a positive number (e.g. 0.5 to 2), got {truncation!r}")
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(num_samples, encoding_dims, generator=gen)
+    if truncation is not None:
+        outside = z.abs() > truncation
+        while outside.any():
+            z[outside] = torch.randn(int(outside.sum()), generator=gen)
+            outside = z.abs() > truncation
+    return z
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation from ``a`` to ``b`` (both (D,)) at the fractions ``t``
+    (T,): (T, D). Gaussian noise lives near a sphere; a straight line between two
+    points would pass through its unlikely interior."""
+    cos = torch.dot(a, b) / (a.norm() * b.norm())
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))
+    t = t[:, None]
+    if omega.abs() < 1e-6:  # (nearly) parallel: the straight line is the arc
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def interpolation_noise(encoding_dims: int, rows: int, steps: int, *, seed: int = 0,
+                        truncation: Optional[float] = None) -> torch.Tensor:
+    """Noise for ``rows`` spherical interpolations of ``steps`` points each, between
+    seeded end points: (rows * steps, encoding_dims), row by row."""
+    if steps < 2:
+        raise ValueError(f"an interpolation needs at least 2 steps, got {steps}")
+    ends = noise(2 * rows, encoding_dims, seed=seed, truncation=truncation)
+    t = torch.linspace(0, 1, steps)
+    return torch.cat([slerp(ends[2 * r], ends[2 * r + 1], t) for r in range(rows)])

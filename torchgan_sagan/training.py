@@ -23,8 +23,14 @@ import torch
 from torchgan.trainer import Trainer
 
 from .configs import SAGANConfig
+from .runs import RecordsConfig, write_config
 
-__all__ = ["make_trainer", "train_step"]
+__all__ = ["SAGANTrainer", "make_trainer", "train_step"]
+
+
+class SAGANTrainer(RecordsConfig, Trainer):
+    """torchgan's ``Trainer``, whose checkpoints also record the config that built its
+    nets (``sagan_config``, see :mod:`torchgan_sagan.runs`) when one is set."""
 
 
 def make_trainer(
@@ -43,12 +49,14 @@ def make_trainer(
     Args:
         cfg: the recipe: nets, losses, optimizers, epochs, ``ncritic``, sample grid.
         out: folder for checkpoints (``out/checkpoints/gan<slot>.model``), sample grids
-            (``out/samples``) and TensorBoard logs (``out/logs``); ``None``: torchgan's
-            defaults (``./model``, ``./images``, ``./runs``).
+            (``out/samples``), TensorBoard logs (``out/logs``) and the config
+            (``out/config.json``); ``None``: torchgan's defaults (``./model``,
+            ``./images``, ``./runs``).
         device: where to train; ``None``: CUDA when available, else the CPU (each
             process's own device when ``distributed``).
         network_params, losses: replace the config's (e.g. a reference network
-            trained under the same recipe).
+            trained under the same recipe). With other ``network_params`` the run
+            records no config, since it would not describe the nets.
         metrics: torchgan metrics evaluated at the end of every epoch.
         distributed: build a :class:`~torchgan_sagan.distributed.DistributedTrainer`
             (under ``torchrun``, with the process group initialized).
@@ -68,9 +76,14 @@ def make_trainer(
     if distributed:
         from .distributed import DistributedTrainer as trainer_class
     else:
-        trainer_class = Trainer
-    return trainer_class(network_params or cfg.network_params(), losses or cfg.losses(), metrics_list=metrics,
-                         device=None if device is None else torch.device(device), **kwargs)
+        trainer_class = SAGANTrainer
+    trainer = trainer_class(network_params or cfg.network_params(), losses or cfg.losses(), metrics_list=metrics,
+                            device=None if device is None else torch.device(device), **kwargs)
+    if network_params is None:
+        trainer.sagan_config = cfg.to_dict()
+        if out is not None and getattr(trainer, "rank", 0) == 0:
+            write_config(cfg, out)
+    return trainer
 
 
 def train_step(trainer: Trainer, images: torch.Tensor, labels: Optional[torch.Tensor] = None

@@ -15,7 +15,8 @@ from torchvision.utils import make_grid
 
 from .models import SAGANGenerator
 
-__all__ = ["image_grid", "default_queries", "attention_figure", "real_vs_fake_figure"]
+__all__ = ["image_grid", "default_queries", "attention_maps_of", "attention_grid", "attention_figure",
+           "real_vs_fake_figure"]
 
 
 def _pyplot():
@@ -57,25 +58,15 @@ def default_queries(size: int) -> Sequence[Tuple[int, int]]:
 
 
 @torch.no_grad()
-def attention_figure(
-    generator: SAGANGenerator,
-    z: torch.Tensor,
-    path: str | os.PathLike,
-    *,
-    resolution: Optional[int] = None,
-    queries: Optional[Sequence[Tuple[int, int]]] = None,
-):
-    """Save a figure of where query pixels attend, as in the SAGAN paper's Figure 1.
-
-    One row per noise vector in ``z``: the generated image with the query pixels
-    marked, then, per query, the attention map of the block at ``resolution``
-    (default: the largest one) upsampled to the image and laid over it.
-    """
-    plt = _pyplot()
+def attention_maps_of(generator: SAGANGenerator, z: torch.Tensor, labels: Optional[torch.Tensor] = None, *,
+                      resolution: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """Generate from ``z`` (and ``labels``) in eval mode; return the images, the map of
+    the attention block at ``resolution`` (default: the largest), (B, N, N_k), and that
+    resolution."""
     was_training = generator.training
     generator.eval()
     try:
-        images, maps = generator.attention_maps(z)
+        images, maps = generator.attention_maps(z, labels)
     finally:
         generator.train(was_training)
     if not maps:
@@ -83,9 +74,61 @@ def attention_figure(
     resolution = resolution or max(maps)
     if resolution not in maps:
         raise ValueError(f"no attention block at {resolution}; the generator has {sorted(maps)}")
-    attn = maps[resolution]  # (B, N, N_k)
-    size = images.size(-1)
+    return images, maps[resolution], resolution
+
+
+def _heat(attn: torch.Tensor, row: int, query: Tuple[int, int], resolution: int, size: int) -> torch.Tensor:
+    """Where ``query`` (a pixel of the ``size`` x ``size`` image) attends, upsampled to
+    the image: (size, size), summing to 1 before upsampling."""
+    y, x = query
     keys_side = int(round(attn.size(-1) ** 0.5))
+    q = (y * resolution // size) * resolution + (x * resolution // size)
+    heat = attn[row, q].float().view(1, 1, keys_side, keys_side)
+    return F.interpolate(heat, size=(size, size), mode="nearest")[0, 0]
+
+
+@torch.no_grad()
+def attention_grid(generator: SAGANGenerator, z: torch.Tensor, labels: Optional[torch.Tensor] = None, *,
+                   resolution: Optional[int] = None,
+                   queries: Optional[Sequence[Tuple[int, int]]] = None) -> torch.Tensor:
+    """The attention maps as one image tensor (3, H', W') in [0, 1], for TensorBoard:
+    a row per noise vector, the generated image and then, per query pixel, the image
+    in gray with its attention map in red."""
+    images, attn, resolution = attention_maps_of(generator, z, labels, resolution=resolution)
+    size = images.size(-1)
+    gray = ((images.float().cpu().mean(1, keepdim=True) + 1) / 2).clamp(0, 1).expand(-1, 3, -1, -1)
+    tiles = []
+    for row in range(len(images)):
+        tiles.append(gray[row] if images.size(1) == 1 else ((images[row].float().cpu() + 1) / 2).clamp(0, 1))
+        for query in queries or default_queries(size):
+            heat = _heat(attn.cpu(), row, query, resolution, size)
+            heat = heat / heat.max().clamp_min(1e-12)
+            tile = 0.6 * gray[row].clone()
+            tile[0] += 0.4 * heat
+            tiles.append(tile.clamp(0, 1))
+    return make_grid(torch.stack(tiles), nrow=len(tiles) // len(images), padding=2, pad_value=1.0)
+
+
+@torch.no_grad()
+def attention_figure(
+    generator: SAGANGenerator,
+    z: torch.Tensor,
+    path: str | os.PathLike,
+    *,
+    labels: Optional[torch.Tensor] = None,
+    resolution: Optional[int] = None,
+    queries: Optional[Sequence[Tuple[int, int]]] = None,
+):
+    """Save a figure of where query pixels attend, as in the SAGAN paper's Figure 1.
+
+    One row per noise vector in ``z`` (and class in ``labels``, for a conditional
+    generator): the generated image with the query pixels marked, then, per query,
+    the attention map of the block at ``resolution`` (default: the largest one)
+    upsampled to the image and laid over it.
+    """
+    plt = _pyplot()
+    images, attn, resolution = attention_maps_of(generator, z, labels, resolution=resolution)
+    size = images.size(-1)
     queries = list(queries or default_queries(size))
     cols = len(queries) + 1
     fig, axes = plt.subplots(len(images), cols, figsize=(2.2 * cols, 2.2 * len(images)), squeeze=False)
@@ -97,9 +140,7 @@ def attention_figure(
         axes[row, 0].set_title("generated" if row == 0 else "")
         for j, (y, x) in enumerate(queries):
             axes[row, 0].scatter([x], [y], s=40, c=[colors[j % 10]], edgecolors="white")
-            q = (y * resolution // size) * resolution + (x * resolution // size)
-            heat = attn[row, q].view(1, 1, keys_side, keys_side)
-            heat = F.interpolate(heat, size=(size, size), mode="nearest")[0, 0]
+            heat = _heat(attn, row, (y, x), resolution, size)
             ax = axes[row, j + 1]
             ax.imshow(picture, cmap=cmap, vmin=0, vmax=1)
             ax.imshow(heat.cpu().numpy(), cmap="inferno", alpha=0.6)

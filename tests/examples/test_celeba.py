@@ -186,3 +186,49 @@ def test_config_flags_reach_the_config():
     args = celeba.parse_args(["--g-lr", "3e-4", "--no-attn-fused", "--ema", "0.9", "--g-attn-resolutions", "8"])
     assert config_overrides(args) == {"g_lr": 3e-4, "attn_fused": False, "ema_decay": 0.9,
                                       "g_attn_resolutions": [8]}
+
+
+def _small_run(out, epochs):
+    return celeba.main(["--epochs", str(epochs), "--max-images", "10", "--step-channels", "8", "--out", str(out)])
+
+
+def test_resume_skips_a_damaged_newest_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _small_run(out, 2) == 0
+    newest = out / "checkpoints" / "gan1.model"
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a full disk
+    assert celeba.main(["--epochs", "3", "--max-images", "10", "--step-channels", "8", "--out", str(out),
+                        "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert f"Skipping {newest}" in printed and "truncated or corrupt" in printed
+    assert "Resuming from the newest intact checkpoint" in printed and "Resuming at epoch 2 of 3" in printed
+
+
+class _WritesAFile:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_resume_refuses_a_checkpoint_that_runs_code(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _small_run(out, 1) == 0
+    capsys.readouterr()
+    target = tmp_path / "written_by_the_checkpoint.txt"
+    torch.save({"epoch": 1, "payload": _WritesAFile(target)}, out / "checkpoints" / "gan4.model")
+    message = _main_error(capsys, "--epochs", "2", "--max-images", "10", "--step-channels", "8",
+                          "--out", out, "--resume")
+    assert "holds" in message and "--trust-checkpoint" in message
+    assert not target.exists()
+
+
+def test_the_run_records_its_config_and_logs_torchgans_summaries(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _small_run(out, 1) == 0
+    assert "Epoch 1 Summary" not in capsys.readouterr().out
+    assert "Epoch 1 Summary" in (out / "train.log").read_text()
+    from torchgan_sagan.runs import read_config
+
+    assert read_config(out).step_channels == 8

@@ -1,0 +1,156 @@
+"""Score a trained run against real images: ``python -m torchgan_sagan.evaluate RUN --real DATA``.
+
+    python -m torchgan_sagan.evaluate runs/digits --real digits            # digit-classifier FID/KID, coverage
+    python -m torchgan_sagan.evaluate runs/sagan_faces_32 --real faces     # memorization check (FID needs weights)
+    python -m torchgan_sagan.evaluate runs/celeba --real ~/data/celeba --inception-weights pt_inception.pth
+
+``--real`` is ``digits`` (scikit-learn's, embedded), ``faces`` (scikit-image's LFW
+faces, embedded) or a folder of images. Scores, on ``--num`` seeded samples:
+
+- FID and KID: in the digit classifier's features for ``digits``; otherwise the
+  standard Inception ones, from the torch-fidelity weights file given with
+  ``--inception-weights`` (nothing is downloaded; without the file they are skipped);
+- class coverage (and class accuracy for a conditional generator) for ``digits``;
+- the memorization check: each sample's nearest real image in pixel space, against
+  the real images' distances to each other (:mod:`torchgan_sagan.memorization`).
+
+Writes ``--out`` (default ``RUN/evaluation.json``) and ``nearest.png`` beside it
+(samples over their nearest real images), and prints a short table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+from torchvision.utils import save_image
+
+from .cli import CommandError, command_parser, parse_device, require_at_least, run_command
+from .data import ImageFiles, embedded_digits, embedded_faces, find_images, folder_transform
+from .memorization import match_training_images, memorization_report
+from .runs import load_generator
+from .sampling import generate
+from .visualize import image_grid
+
+__all__ = ["build_parser", "real_images", "evaluate_generator", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = command_parser("evaluate", "Score a trained torchgan_sagan run against real images.",
+                       "results file (default: RUN/evaluation.json)", samples=(1000, "generated samples to score"),
+                       seed=12345)
+    p.add_argument("--real", required=True, help="digits, faces, or a folder of images")
+    p.add_argument("--max-real", type=int, default=5000, help="real images to read from a folder at most")
+    p.add_argument("--crop", type=int, default=160, help="center crop of folder images before resizing (0: none)")
+    p.add_argument("--inception-weights", type=Path, metavar="FILE", help="torch-fidelity's Inception weights "
+                   "file, for standard FID/KID")
+    return p
+
+
+def real_images(name: str, generator, *, max_real: int = 5000, crop: Optional[int] = 160):
+    """``(images, labels)`` of ``digits``, ``faces`` or a folder, at the generator's size
+    and channels; labels are ``None`` except for the digits."""
+    size, channels = generator.out_size, generator.out_channels
+    if name == "digits":
+        images, labels = embedded_digits(size).tensors
+        return match_training_images(images, torch.empty(1, channels, size, size)), labels
+    if name == "faces":
+        images, _ = embedded_faces(size, flips=False).tensors
+        return match_training_images(images, torch.empty(1, channels, size, size)), None
+    folder = Path(name).expanduser()
+    if not folder.exists():
+        raise CommandError(f"--real {name!r} is neither digits, faces nor an existing folder")
+    files = find_images(folder)[:max_real]
+    dataset = ImageFiles(files, folder_transform(size, crop=crop or None, channels=channels))
+    from tqdm import tqdm
+
+    return torch.stack([dataset[i][0] for i in tqdm(range(len(dataset)), desc="reading", unit="image")]), None
+
+
+def evaluate_generator(generator, real: torch.Tensor, labels: Optional[torch.Tensor], *, kind: str,
+                       num_samples: int, seed: int, inception_weights: Optional[Path] = None,
+                       device=None, batch_size: int = 250) -> Dict:
+    """The scores of :mod:`torchgan_sagan.evaluate` for ``generator`` against ``real``
+    (``kind``: ``"digits"`` or anything else); ``fake`` is kept for pictures."""
+    fake = generate(generator, num_samples, seed=seed, device=device, batch_size=batch_size,
+                    progress=num_samples > batch_size)
+    result: Dict = {"samples": num_samples, "real_images": len(real)}
+    if kind == "digits":
+        from .metrics import class_accuracy, class_coverage, digit_classifier, fid, kid, sample_labels
+
+        classifier = digit_classifier()
+        result["features"] = f"digit classifier (test accuracy {classifier.test_accuracy:.4f})"
+        result["fid"] = fid(real, fake, classifier)
+        result["kid"] = kid(real, fake, classifier)
+        coverage = class_coverage(fake, classifier, labels)
+        result.update(classes_hit=coverage["classes_hit"], kl=coverage["kl"], histogram=coverage["histogram"])
+        asked = sample_labels(generator, num_samples)
+        if asked is not None:
+            result["class_accuracy"] = class_accuracy(fake, asked, classifier)
+    elif inception_weights is not None:
+        from .inception import inception_fid, inception_kid
+
+        result["features"] = f"Inception-v3 ({inception_weights})"
+        result["fid"] = inception_fid(real, fake, inception_weights)
+        result["kid"] = inception_kid(real, fake, inception_weights)
+    else:
+        result["features"] = None
+    result["memorization"] = memorization_report(fake, real)
+    result["fake"] = fake
+    return result
+
+
+def _table(result: Dict) -> str:
+    rows = [("samples / real images", f"{result['samples']} / {result['real_images']}")]
+    if result.get("fid") is not None:
+        rows += [("FID", f"{result['fid']:.3f}"),
+                 ("KID", f"{result['kid']['mean']:.4f} ± {result['kid']['std']:.4f}"),
+                 ("features", result["features"])]
+    else:
+        rows.append(("FID / KID", "skipped: pass --inception-weights FILE (torch-fidelity's Inception weights)"))
+    if "classes_hit" in result:
+        rows += [("classes hit", str(result["classes_hit"])), ("KL(generated || real)", f"{result['kl']:.3f}")]
+    if "class_accuracy" in result:
+        rows.append(("class accuracy", f"{result['class_accuracy']:.3f}"))
+    m = result["memorization"]
+    rows += [("nearest real image, samples (median)", f"{m['sample_to_train']['median']:.3f}"),
+             ("nearest other real image, real (median)", f"{m['train_to_train']['median']:.3f}"),
+             ("ratio (≈1 or more: new images; ≪1: copies)", f"{m['median_ratio']:.2f}"),
+             ("near copies", f"{100 * m['near_copies']:.1f}% of samples")]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def run(args: argparse.Namespace) -> Dict:
+    require_at_least(args, 1, "num", "max_real", "batch_size")
+    if args.inception_weights is not None and not args.inception_weights.is_file():
+        raise CommandError(f"--inception-weights: no file at {args.inception_weights}")
+    device = parse_device(args.device)
+    generator = load_generator(args.run, device=device, trust_checkpoint=args.trust_checkpoint)
+    real, labels = real_images(args.real, generator, max_real=args.max_real, crop=args.crop)
+    kind = "digits" if args.real == "digits" else "images"
+    result = evaluate_generator(generator, real, labels, kind=kind, num_samples=args.num, seed=args.seed,
+                                inception_weights=args.inception_weights, device=device,
+                                batch_size=args.batch_size)
+    fake = result.pop("fake")
+    out = args.out or (args.run if args.run.is_dir() else args.run.parent) / "evaluation.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nearest = real[torch.tensor(result["memorization"]["indices"][:8])]
+    save_image(image_grid(torch.cat([fake[:8], nearest]), nrow=min(8, len(fake))), out.parent / "nearest.png")
+    result["memorization"]["indices"] = result["memorization"]["indices"][:100]
+    out.write_text(json.dumps({"run": str(args.run), "real": args.real, "seed": args.seed, **result}, indent=2))
+    print(_table(result))
+    print(f"Wrote {out} and {out.parent / 'nearest.png'} (samples above, their nearest real images below)")
+    return result
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_command("evaluate", build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

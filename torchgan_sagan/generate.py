@@ -1,0 +1,130 @@
+"""Draw images from a trained run: ``python -m torchgan_sagan.generate RUN``.
+
+    python -m torchgan_sagan.generate runs/sagan_faces_32                # 64 images, grid, interpolation, attention
+    python -m torchgan_sagan.generate runs/sagan_faces_32 --num 1000 --truncation 1.0 --out new_faces
+    python -m torchgan_sagan.generate runs/digits --classes 3 7 --per-class 10   # a conditional run
+
+RUN is a run folder (its newest intact checkpoint) or a checkpoint file; the
+generator is rebuilt from the config the run recorded and runs in eval mode (its
+moving average, when it has one). Everything is seeded (``--seed``) and goes to
+``--out`` (default ``RUN/generated``):
+
+- ``images/000000.png``, ...: ``--num`` images, one file each, and ``grid.png``;
+- ``interpolation.png`` and ``interpolation.gif``: spherical interpolations between
+  seeded noise vectors (``--interpolate`` steps, ``--rows`` of them; 0: none);
+- ``classes.png`` (conditional runs): one row per class of ``--classes`` (default all);
+- ``attention.png``: where four pixels of ``--attention`` samples attend (0: none).
+
+``--truncation T`` draws every noise entry from the normal distribution truncated to
+[-T, T] (the truncation trick: less variety, more typical images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+from torchvision.utils import save_image
+
+from .cli import CommandError, command_parser, parse_device, require_at_least, run_command
+from .runs import load_generator
+from .sampling import generate, interpolation_noise, noise
+from .visualize import attention_figure, image_grid
+
+__all__ = ["build_parser", "main"]
+
+#: Images in ``grid.png`` at most.
+GRID_LIMIT = 256
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = command_parser("generate", "Draw images from a trained torchgan_sagan run.",
+                       "output folder (default: RUN/generated)", samples=(64, "images to write, one PNG each"))
+    p.add_argument("--truncation", type=float, metavar="T", help="truncate the noise to [-T, T]")
+    p.add_argument("--interpolate", type=int, default=8, metavar="STEPS",
+                   help="steps of each latent interpolation (0: none)")
+    p.add_argument("--rows", type=int, default=4, help="interpolations to draw")
+    p.add_argument("--classes", type=int, nargs="+", help="conditional runs: the classes to draw "
+                   "(default: every class, up to 20 rows in classes.png)")
+    p.add_argument("--per-class", type=int, default=8, help="conditional runs: images per class in classes.png")
+    p.add_argument("--attention", type=int, default=4, metavar="K", help="attention maps of K samples (0: none)")
+    return p
+
+
+def _class_labels(generator, classes: Optional[List[int]]) -> Optional[torch.Tensor]:
+    if not generator.num_classes:
+        if classes:
+            raise CommandError("--classes given, but this generator is unconditional")
+        return None
+    classes = classes if classes else list(range(min(generator.num_classes, 20)))
+    bad = [c for c in classes if not 0 <= c < generator.num_classes]
+    if bad:
+        raise CommandError(f"--classes {bad} out of range: this generator has classes 0 to {generator.num_classes - 1}")
+    return torch.tensor(classes)
+
+
+def _write_gif(frames: torch.Tensor, path: Path) -> None:
+    """Frames (T, 3, H, W) in [0, 1] as a looping GIF that goes there and back."""
+    from PIL import Image
+
+    pictures = [Image.fromarray((f.permute(1, 2, 0) * 255).round().byte().numpy()) for f in frames]
+    pictures += pictures[-2:0:-1]
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=120, loop=0)
+
+
+def run(args: argparse.Namespace) -> None:
+    require_at_least(args, 1, "num", "per_class", "batch_size")
+    require_at_least(args, 0, "interpolate", "rows", "attention")
+    if args.interpolate == 1:
+        raise CommandError("--interpolate needs at least 2 steps (or 0 for none)")
+    device = parse_device(args.device)
+    generator = load_generator(args.run, device=device, trust_checkpoint=args.trust_checkpoint)
+    classes = _class_labels(generator, args.classes)
+    out = args.out or (args.run if args.run.is_dir() else args.run.parent) / "generated"
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    common = dict(device=device, batch_size=args.batch_size)
+
+    labels = None if classes is None else classes.repeat(args.num // len(classes) + 1)[: args.num]
+    z = noise(args.num, generator.encoding_dims, seed=args.seed, truncation=args.truncation)
+    images = generate(generator, z=z, labels=labels, progress=args.num > args.batch_size, **common)
+    for i, image in enumerate(images):
+        save_image(((image + 1) / 2).clamp(0, 1), out / "images" / f"{i:06d}.png")
+    save_image(image_grid(images[:GRID_LIMIT]), out / "grid.png")
+    written = [f"{args.num} images in {out / 'images'}", str(out / "grid.png")]
+
+    if args.interpolate and args.rows:
+        z = interpolation_noise(generator.encoding_dims, args.rows, args.interpolate, seed=args.seed + 1,
+                                truncation=args.truncation)
+        row_labels = None if classes is None else classes[torch.arange(args.rows) % len(classes)]
+        path_labels = None if row_labels is None else row_labels.repeat_interleave(args.interpolate)
+        frames = generate(generator, z=z, labels=path_labels, **common)
+        save_image(image_grid(frames, nrow=args.interpolate), out / "interpolation.png")
+        steps = frames.view(args.rows, args.interpolate, *frames.shape[1:]).transpose(0, 1)  # (T, rows, C, H, W)
+        _write_gif(torch.stack([image_grid(step, nrow=args.rows) for step in steps]), out / "interpolation.gif")
+        written += [str(out / "interpolation.png"), str(out / "interpolation.gif")]
+
+    if classes is not None:
+        per_class = classes.repeat_interleave(args.per_class)
+        z = noise(len(per_class), generator.encoding_dims, seed=args.seed + 2, truncation=args.truncation)
+        save_image(image_grid(generate(generator, z=z, labels=per_class, **common), nrow=args.per_class),
+                   out / "classes.png")
+        written.append(str(out / "classes.png"))
+
+    if args.attention and generator.attn_resolutions:
+        z = noise(args.attention, generator.encoding_dims, seed=args.seed + 3, truncation=args.truncation)
+        attn_labels = None if classes is None else classes[torch.arange(args.attention) % len(classes)]
+        attention_figure(generator, z.to(device), out / "attention.png",
+                         labels=None if attn_labels is None else attn_labels.to(device))
+        written.append(str(out / "attention.png"))
+    print("Wrote " + ", ".join(written))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_command("generate", build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

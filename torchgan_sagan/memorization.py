@@ -1,0 +1,78 @@
+"""Is the generator drawing new images or copying training ones?
+
+For every sample, the nearest training image in pixel space (Euclidean distance at
+the generator's resolution and channels), set against the same distance between
+each training image and its nearest other training image. A generator that copies
+puts samples much closer to the training set than training images are to each
+other; one that generates new images does not.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+
+from .sampling import chunks
+
+__all__ = ["match_training_images", "nearest_training_images", "memorization_report"]
+
+
+def match_training_images(training: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``training`` images resized and converted (gray <-> RGB) to the shape of the
+    images in ``like`` (B, C, H, W)."""
+    if training.shape[-2:] != like.shape[-2:]:
+        training = F.interpolate(training.float(), size=like.shape[-2:], mode="bilinear", antialias=True,
+                                 align_corners=False)
+    if training.size(1) != like.size(1):
+        training = training.mean(1, keepdim=True) if like.size(1) == 1 else training.expand(-1, like.size(1), -1, -1)
+    return training.float()
+
+
+@torch.no_grad()
+def nearest_training_images(samples: torch.Tensor, training: torch.Tensor, *, exclude_self: bool = False):
+    """``(distances, indices)``: for each sample (B, C, H, W), the pixel-space distance to
+    its nearest training image and that image's index. ``exclude_self``: the samples are
+    the training images themselves, and each one's own match is skipped."""
+    flat_train = training.flatten(1).float()
+    distances, indices, start = [], [], 0
+    for batch in chunks(samples.flatten(1).float(), 256):
+        d = torch.cdist(batch, flat_train)  # (b, N)
+        if exclude_self:
+            rows = torch.arange(len(batch))
+            d[rows, start + rows] = float("inf")
+        best = d.min(dim=1)
+        distances.append(best.values)
+        indices.append(best.indices)
+        start += len(batch)
+    return torch.cat(distances), torch.cat(indices)
+
+
+def _quantiles(x: torch.Tensor) -> Dict[str, float]:
+    q = torch.quantile(x.double(), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64))
+    return {"p05": float(q[0]), "median": float(q[1]), "p95": float(q[2])}
+
+
+def memorization_report(samples: torch.Tensor, training: torch.Tensor) -> Dict:
+    """Nearest-training-image distances of ``samples`` against the training images'
+    distances to each other.
+
+    Returns the quantiles of both (``sample_to_train``, ``train_to_train``), their
+    median ratio (about 1 or more: new images; well below 1: copies) and
+    ``near_copies``, the share of samples closer to a training image than 95% of
+    training images are to their nearest neighbour. ``indices`` gives each sample's
+    nearest training image.
+    """
+    training = match_training_images(training, samples)
+    sample_d, indices = nearest_training_images(samples, training)
+    train_d, _ = nearest_training_images(training, training, exclude_self=True)
+    threshold = float(torch.quantile(train_d.double(), 0.05))
+    sample_q, train_q = _quantiles(sample_d), _quantiles(train_d)
+    return {
+        "sample_to_train": sample_q,
+        "train_to_train": train_q,
+        "median_ratio": sample_q["median"] / max(train_q["median"], 1e-12),
+        "near_copies": float((sample_d < threshold).double().mean()),
+        "indices": indices.tolist(),
+    }
