@@ -10,9 +10,12 @@
 With no ``--data-root`` it trains on the 100 face crops of Labeled Faces in the Wild that
 ship with scikit-image (grayscale, 32x32, with their mirror images), so it runs anywhere
 without a download. Everything goes to ``--out``: a sample grid per epoch from fixed noise
-(``samples/``), checkpoints (``checkpoints/``, written atomically), TensorBoard logs
-(``logs/``, ``tensorboard --logdir OUT/logs``), and at the end ``real_vs_fake.png`` and
-``attention.png``.
+(``samples/``), checkpoints (``checkpoints/``, written atomically), the config
+(``config.json``), TensorBoard logs (``logs/``, ``tensorboard --logdir OUT/logs``: losses,
+samples, attention maps and gains, and Inception FID with ``--inception-weights``),
+torchgan's epoch summaries (``train.log``; ``--verbose`` prints them instead of the
+progress bar), and at the end ``real_vs_fake.png`` and ``attention.png``. Afterwards,
+``python -m torchgan_sagan.generate OUT`` (and ``.evaluate``, ``.export``) take the folder.
 
 Every field of the config has a flag (``--step-channels``, ``--g-lr``, ``--attn-layout``,
 ``--ema-decay``, ...; ``--help`` lists them with their meaning); a flag not given keeps
