@@ -232,3 +232,12 @@ def test_the_run_records_its_config_and_logs_torchgans_summaries(tmp_path, capsy
     from torchgan_sagan.runs import read_config
 
     assert read_config(out).step_channels == 8
+
+
+def test_inception_fid_every_epoch_reaches_tensorboard(tmp_path, inception_weights):
+    out = tmp_path / "run"
+    assert celeba.main(["--epochs", "1", "--max-images", "10", "--step-channels", "8", "--out", str(out),
+                        "--inception-weights", str(inception_weights)]) == 0
+    events = b"".join(p.read_bytes() for p in (out / "logs").glob("events.out.tfevents.*"))
+    assert b"InceptionFID" in events and b"attention_maps" in events
+    assert "InceptionFID" in (out / "train.log").read_text()
