@@ -71,3 +71,10 @@ def test_replace_validates():
 def test_bad_settings(overrides, match):
     with pytest.raises(ValueError, match=match):
         get_config("sagan_32", **overrides)
+
+
+@pytest.mark.parametrize("loss", sorted(configs_module.GRADIENT_PENALTY_LOSSES))
+def test_compile_with_a_gradient_penalty_is_refused_at_config_time(loss):
+    with pytest.raises(ValueError, match="torch.compile does not support double backward"):
+        get_config("sagan_32", loss=loss, compile=True)
+    get_config("sagan_32", loss="hinge", compile=True)  # fine without a penalty

@@ -164,3 +164,14 @@ def test_torchgans_parallel_trainer_trains_our_nets(tmp_path, overrides):
     assert g.attention_maps(*g.sampler(2, "cpu"))[1][16].shape == (2, 256, 64)
     if "ema_decay" in overrides:
         assert int(g.ema.module.steps) == 2
+
+
+def test_an_existing_gloo_group_keeps_the_processes_on_the_cpu(world_of_one, monkeypatch):
+    """celeba.py --device cpu under torchrun on a machine with GPUs: the gloo group it
+    started decides, not the GPUs it sees."""
+    init_distributed("gloo")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: pytest.fail("moved to a GPU"))
+    assert init_distributed(None)[2] == torch.device("cpu")
+    assert init_distributed("nccl")[2] == torch.device("cpu")

@@ -148,3 +148,45 @@ def test_use_ema_switches_eval_mode_back_to_the_trained_weights():
     assert g.layers is g.ema.model
     g.use_ema = False
     assert g.layers is g.model
+
+
+class _NoHostRead(torch.Tensor):
+    """A tensor that refuses to be read back to the host (as a sync on a GPU would)."""
+
+    def __int__(self):
+        raise AssertionError("the step count was read back from the device")
+
+    def item(self):
+        raise AssertionError("the step count was read back from the device")
+
+
+def test_updates_keep_the_step_count_on_the_host():
+    net = small_net()
+    ema = WeightEMA(net, decay=0.9, start=1)
+    ema.update(net)
+    ema.steps = torch.Tensor._make_subclass(_NoHostRead, ema.steps)
+    for _ in range(3):
+        ema.update(net)  # no read of ema.steps
+    assert torch.Tensor.__int__(ema.steps.as_subclass(torch.Tensor)) == 4
+
+
+def test_a_loaded_step_count_is_continued():
+    net = small_net()
+    ema = WeightEMA(net, decay=0.9, start=10)
+    for _ in range(6):
+        ema.update(net)
+    other = WeightEMA(small_net(), decay=0.9, start=10)
+    other.load_state_dict(ema.state_dict())
+    other.update(net)
+    assert int(other.steps) == 7
+    other.reset_steps()
+    other.update(net)
+    assert int(other.steps) == 1
+
+
+def test_update_matches_the_tensor_by_tensor_formula():
+    average = [torch.randn(3, 4), torch.randn(5)]
+    current = [torch.randn(3, 4), torch.randn(5)]
+    expected = [0.8 * a + 0.2 * c for a, c in zip(average, current)]
+    ema_update_(average, current, 0.8)
+    assert all(torch.allclose(a, e) for a, e in zip(average, expected))

@@ -125,3 +125,9 @@ def test_inception_fid_metric_in_the_trainer(tmp_path, inception_weights, digits
     assert metric.history[0] > 0
     with pytest.raises(FileNotFoundError, match="no Inception weights"):
         InceptionFID(images[:8], tmp_path / "missing.pth")
+
+
+def test_metric_references_stay_on_the_cpu():
+    reference = torch.rand(4, 1, 32, 32).requires_grad_()
+    metric = FID(reference * 1, classifier=DigitClassifier(), num_samples=4)
+    assert metric.reference.device.type == "cpu" and not metric.reference.requires_grad

@@ -294,3 +294,17 @@ def test_diffaugment_runs_in_training_mode_only():
     assert not torch.allclose(a, b)  # a fresh augmentation per call
     d.eval()
     assert torch.equal(d(x), d(x))
+
+
+def test_bf16_activations_stay_bf16_through_attention_and_conditional_batchnorm():
+    from torchgan_sagan.layers import ConditionalBatchNorm2d, SelfAttention2d
+
+    for net, inputs in ((SAGANGenerator(16, 32, 1, 16, amp="bf16", num_classes=3),
+                         (torch.randn(2, 16), torch.tensor([0, 2]))),
+                        (SAGANDiscriminator(32, 1, 16, amp="bf16"), (torch.rand(2, 1, 32, 32),))):
+        seen = []
+        for m in net.modules():
+            if isinstance(m, (SelfAttention2d, ConditionalBatchNorm2d)):
+                m.register_forward_hook(lambda mod, inp, out: seen.append((type(mod).__name__, out.dtype)))
+        assert net(*inputs).dtype == torch.float32  # the net's output is float32
+        assert seen and all(dtype == torch.bfloat16 for _, dtype in seen), seen

@@ -21,6 +21,7 @@ __all__ = [
     "check_image_size",
     "check_choice",
     "check_scalar_reduction",
+    "check_compile_with_loss",
     "check_betas",
     "check_ncritic",
     "check_resolutions",
@@ -82,6 +83,16 @@ def check_scalar_reduction(loss: str, reduction: str) -> None:
         raise ValueError(
             f"{loss}(reduction='none') returns one loss per sample, but training needs a "
             f"scalar to backpropagate: use reduction='mean' or 'sum'"
+        )
+
+
+def check_compile_with_loss(compile: object, loss: str, double_backward_losses) -> None:
+    """torch.compile cannot differentiate twice, which a gradient penalty does."""
+    if compile and loss in double_backward_losses:
+        raise ValueError(
+            f"compile with the {loss!r} loss fails at the first step: its gradient penalty "
+            f"differentiates D's gradient, and torch.compile does not support double backward; "
+            f"leave compile off or choose a loss without a penalty"
         )
 
 

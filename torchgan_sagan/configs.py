@@ -30,6 +30,7 @@ from ._validation import (
     check_betas,
     check_choice,
     check_classes,
+    check_compile_with_loss,
     check_image_size,
     check_ncritic,
     check_positive_float,
@@ -125,6 +126,7 @@ class SAGANConfig:
             check_positive_int(name, getattr(self, name))
         check_ncritic(self.ncritic)
         check_choice("loss", self.loss, LOSSES)
+        check_compile_with_loss(self.compile, self.loss, GRADIENT_PENALTY_LOSSES)
         check_classes("SAGANConfig", self.num_classes, None, "generated")
         if self.num_classes:
             check_choice("label_type", self.label_type, ("generated", "required"))

@@ -65,7 +65,9 @@ def init_distributed(backend: Optional[str] = None) -> Tuple[int, int, torch.dev
     """Join the process group that ``torchrun`` set up; return ``(rank, world_size, device)``.
 
     ``backend``: ``"nccl"`` when CUDA is available, else ``"gloo"``. Each process uses
-    the GPU of its ``LOCAL_RANK``, or the CPU. Calling it again returns the same.
+    the GPU of its ``LOCAL_RANK``, or the CPU. Once a process group exists, its backend
+    decides (a gloo group trains on the CPU even where there are GPUs), so calling it
+    again returns the same.
     """
     if not launched_by_torchrun():
         raise RuntimeError(
@@ -73,6 +75,8 @@ def init_distributed(backend: Optional[str] = None) -> Tuple[int, int, torch.dev
             "MASTER_ADDR, MASTER_PORT); launch with torchrun --nproc_per_node N script.py"
         )
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if dist.is_initialized():
+        backend = dist.get_backend()
     cuda = torch.cuda.is_available() and backend != "gloo"
     if cuda:
         if local_rank >= torch.cuda.device_count():

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 import weakref
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -43,9 +43,10 @@ __all__ = ["WeightEMA", "follow_optimizer_steps", "ema_update_"]
 
 
 def ema_update_(average: List[torch.Tensor], current: List[torch.Tensor], decay: float) -> None:
-    """In place: ``average = decay * average + (1 - decay) * current``, tensor by tensor."""
-    for a, c in zip(average, current):
-        a.lerp_(c.to(a.dtype), 1.0 - decay)
+    """In place: ``average = decay * average + (1 - decay) * current``, for all tensors in
+    one ``torch._foreach_lerp_`` (a few kernel launches on a GPU, not one per tensor)."""
+    if average:
+        torch._foreach_lerp_(average, [c.to(a.dtype) for a, c in zip(average, current)], 1.0 - decay)
 
 
 def _is_power_iteration_state(name: str) -> bool:
@@ -84,6 +85,9 @@ class WeightEMA(nn.Module):
         self.start = start
         self.model = _as_buffers(copy.deepcopy(source)).requires_grad_(False)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        # The step count on the host, so that an update never reads ``steps`` back from
+        # the device; None: read it once (after construction or loading).
+        self._host_steps: Optional[int] = 0
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}, start={self.start}"
@@ -101,14 +105,26 @@ class WeightEMA(nn.Module):
     @torch.no_grad()
     def copy_(self, source: nn.Module) -> None:
         """Make the average equal to ``source``'s current weights and statistics."""
-        for _, mine, theirs in self._pairs(source):
-            mine.copy_(theirs)
+        mine, theirs = zip(*[(a, b) for _, a, b in self._pairs(source)])
+        torch._foreach_copy_(list(mine), list(theirs))
+
+    def reset_steps(self) -> None:
+        """Count the updates from 0 again (the average restarts with the next one)."""
+        self.steps.zero_()
+        self._host_steps = 0
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._host_steps = None  # the loaded count is read once, at the next update
 
     @torch.no_grad()
     def update(self, source: nn.Module) -> None:
         """One EMA step towards ``source`` (a copy while ``steps < start``)."""
-        self.steps += 1
-        if int(self.steps) <= self.start:
+        if self._host_steps is None:
+            self._host_steps = int(self.steps)
+        self._host_steps += 1
+        self.steps.fill_(self._host_steps)  # host to device, no read back
+        if self._host_steps <= self.start:
             self.copy_(source)
             return
         average, current = [], []

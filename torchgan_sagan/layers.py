@@ -222,7 +222,10 @@ class SelfAttention2d(nn.Module):
         else:
             o = _fused_attention(q, k, v)  # (B, N, C_v)
         o = o.transpose(1, 2).reshape(b, self.value_dims, h, w)  # (B, C_v, H, W)
-        out = x + self.gamma * self.out(o)  # (B, C, H, W)
+        o = self.out(o)  # (B, C, H, W)
+        # gamma in the activations' dtype: under bf16 autocast a float32 gamma would
+        # turn everything after this block back into float32.
+        out = x + self.gamma.to(o.dtype) * o  # (B, C, H, W)
         if return_attn:
             return out, attn
         return out
@@ -265,8 +268,8 @@ class ConditionalBatchNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.bn(x)  # (B, C, H, W)
-        gain = self.gain[labels][:, :, None, None]  # (B, C, 1, 1)
-        bias = self.bias[labels][:, :, None, None]  # (B, C, 1, 1)
+        gain = self.gain[labels][:, :, None, None].to(h.dtype)  # (B, C, 1, 1), in the activations' dtype
+        bias = self.bias[labels][:, :, None, None].to(h.dtype)  # (B, C, 1, 1)
         return h * gain + bias
 
 

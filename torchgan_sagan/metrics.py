@@ -186,7 +186,7 @@ class _GeneratorMetric(EvaluationMetric):
 
     def __init__(self, reference: torch.Tensor, *, num_samples: int = 1000, seed: int = 0) -> None:
         super().__init__()
-        self.reference = reference
+        self.reference = reference.detach().cpu()  # where generate() puts the samples
         self.num_samples = num_samples
         self.seed = seed
         self.history: list = []

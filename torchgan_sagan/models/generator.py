@@ -104,7 +104,7 @@ class SAGANGenerator(NetOptionsMixin, Generator):
         init_weights(self.model)
         if self.ema is not None:
             unwrap(self.ema).copy_(unwrap(self.model))
-            unwrap(self.ema).steps.zero_()
+            unwrap(self.ema).reset_steps()
 
     def _ema_after_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.ema is not None and optimizer_trains(optimizer, next(self.model.parameters())):
