@@ -24,7 +24,9 @@ Networks (64x64 RGB, batch 64 unless told otherwise):
 ``+tag`` suffixes change options of one of ours (``torchgan_sagan.cli.TAGS``): ``+cl``
 channels-last, ``+compile`` torch.compile (its first-compile time is reported),
 ``+bf16`` autocast, ``+official`` the paper's attention layout, ``+dropin`` torchgan's
-layout (C/8 queries and keys, C values, no pooling), ``+unfused``, ``+diffaug``.
+layout (C/8 queries and keys, C values, no pooling), ``+unfused``, ``+diffaug``; and
+``+dgrads``: the hinge generator step computes D's weight gradients too, as torchgan's
+losses do (the package's hinge loss skips them), for a before/after comparison.
 
     python benchmarks/throughput.py
     python benchmarks/throughput.py --nets tutorial-torchgan tutorial-ours tutorial-ours+compile
@@ -52,6 +54,7 @@ from _measure import interleaved_times, machine_description, markdown_table, mat
 
 from torchgan_sagan import get_config, list_configs, make_trainer, train_step  # noqa: E402
 from torchgan_sagan.cli import parse_spec  # noqa: E402
+from torchgan_sagan.losses import HingeGeneratorLoss  # noqa: E402
 from torchgan_sagan.layers import SelfAttention2d  # noqa: E402
 from torchgan_sagan.reference import tutorial_losses, tutorial_network_params  # noqa: E402
 
@@ -77,8 +80,12 @@ def build(spec: str, batch: int, step_channels: int, device: torch.device, workd
         cfg = get_config("sagan_tutorial_64", step_channels=step_channels or 32)
         params, losses = tutorial_network_params(step_channels=step_channels or 32), tutorial_losses()
     else:
-        cfg = ours(spec, step_channels)
+        tags = spec.split("+")
+        cfg = ours("+".join(t for t in tags if t != "dgrads"), step_channels)
         params, losses = cfg.network_params(), cfg.losses()
+        if "dgrads" in tags:  # torchgan's behaviour: the G step also computes D's weight gradients
+            losses = [HingeGeneratorLoss(freeze_discriminator=False) if isinstance(loss, HingeGeneratorLoss)
+                      else loss for loss in losses]
     trainer = make_trainer(cfg, out=workdir / spec, device=device, network_params=params, losses=losses,
                            sample_size=4)
     images = torch.rand(batch, cfg.image_channels, cfg.image_size, cfg.image_size, device=device) * 2 - 1

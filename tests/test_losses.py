@@ -126,3 +126,33 @@ def test_reduction_none_in_the_trainer_is_a_clear_error(tmp_path):
     trainer = _trainer(tmp_path, [HingeGeneratorLoss("none"), HingeDiscriminatorLoss()])
     with pytest.raises(ValueError, match="use reduction='mean' or 'sum'"):
         train_step(trainer, torch.rand(4, 3, 16, 16))
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_the_generator_step_computes_no_discriminator_weight_gradients(freeze):
+    torch.manual_seed(0)
+    g = SAGANGenerator(8, 16, 3, 8)
+    d = SAGANDiscriminator(16, 3, 8)
+    optimizer = Adam(g.parameters(), lr=1e-4, betas=(0.0, 0.9))
+    loss = HingeGeneratorLoss(freeze_discriminator=freeze)
+    torch.manual_seed(1)
+    loss.train_ops(g, d, optimizer, torch.device("cpu"), 4)
+    d_grads = [p.grad for p in d.parameters()]
+    if freeze:
+        assert all(grad is None for grad in d_grads)  # nothing computed for D's weights
+    else:
+        assert all(grad is not None for grad in d_grads)  # the control: torchgan's own behaviour
+    assert all(p.requires_grad for p in d.parameters())  # restored after the step
+    assert all(p.grad is not None for p in g.parameters())
+
+
+def test_freezing_d_leaves_the_generator_update_unchanged():
+    updates = []
+    for freeze in (True, False):
+        torch.manual_seed(0)
+        g, d = SAGANGenerator(8, 16, 3, 8), SAGANDiscriminator(16, 3, 8)
+        optimizer = Adam(g.parameters(), lr=1e-4, betas=(0.0, 0.9))
+        torch.manual_seed(1)
+        HingeGeneratorLoss(freeze_discriminator=freeze).train_ops(g, d, optimizer, torch.device("cpu"), 4)
+        updates.append([p.detach().clone() for p in g.parameters()])
+    assert all(torch.allclose(a, b) for a, b in zip(*updates))

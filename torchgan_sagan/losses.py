@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torchgan.losses import DiscriminatorLoss, GeneratorLoss
 
 from ._validation import check_choice, check_scalar_reduction
@@ -79,21 +80,50 @@ def _scalar_train_ops(train_ops: Callable) -> Callable:
     return checked
 
 
+def _generator_step(train_ops: Callable) -> Callable:
+    """torchgan's generator ``train_ops`` (signature kept), computing no gradients for
+    D's weights: only G is updated in this step, and D's weight gradients would be
+    thrown away (and, under DDP, all-reduced first). With ``freeze_discriminator`` the
+    step sees the net inside a DDP wrapper, with its parameters frozen for the step."""
+    checked = _scalar_train_ops(train_ops)
+
+    @functools.wraps(train_ops)
+    def step(self, generator, discriminator, *args, **kwargs):
+        if not getattr(self, "freeze_discriminator", True):
+            return checked(self, generator, discriminator, *args, **kwargs)
+        if isinstance(discriminator, DistributedDataParallel):
+            discriminator = discriminator.module
+        frozen = [p for p in discriminator.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            return checked(self, generator, discriminator, *args, **kwargs)
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+
+    return step
+
+
 class HingeGeneratorLoss(GeneratorLoss):
     r"""Hinge loss for the generator, :math:`L_G = -\mathbb{E}_z[D(G(z))]`.
 
     A torchgan ``GeneratorLoss``: give it to ``torchgan.trainer.Trainer`` in the
     losses list. ``reduction`` is ``"mean"`` (default), ``"sum"`` or ``"none"``
-    (``"none"`` only outside the Trainer, which needs a scalar).
+    (``"none"`` only outside the Trainer, which needs a scalar). In its training step
+    D's weights get no gradients (``freeze_discriminator``, on by default): G's update
+    needs only the gradient through D's input.
     """
 
-    def __init__(self, reduction: str = "mean", override_train_ops=None) -> None:
+    def __init__(self, reduction: str = "mean", override_train_ops=None, *,
+                 freeze_discriminator: bool = True) -> None:
         super().__init__(check_choice("reduction", reduction, REDUCTIONS), override_train_ops)
+        self.freeze_discriminator = freeze_discriminator
 
     def forward(self, dgz: torch.Tensor) -> torch.Tensor:
         return hinge_generator_loss(dgz, self.reduction)
 
-    train_ops = _scalar_train_ops(GeneratorLoss.train_ops)
+    train_ops = _generator_step(GeneratorLoss.train_ops)
 
 
 class HingeDiscriminatorLoss(DiscriminatorLoss):
