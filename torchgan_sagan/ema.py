@@ -54,6 +54,17 @@ def _is_power_iteration_state(name: str) -> bool:
     return name.endswith("._u") or name.endswith("._v")
 
 
+def _copy_module(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` whose tensors are cloned explicitly (the same on any
+    device; also under PyTorch's fake tensors, which ``deepcopy`` itself cannot copy)."""
+    tensors = {id(t): t.detach().clone() for t in [*module.parameters(), *module.buffers()]}
+    for m in module.modules():  # parametrized layers also keep the tensors in __dict__
+        for name, p in m._parameters.items():
+            if p is not None:
+                tensors[id(p)] = nn.Parameter(tensors[id(p)], requires_grad=p.requires_grad)
+    return copy.deepcopy(module, memo=dict(tensors))
+
+
 def _as_buffers(module: nn.Module) -> nn.Module:
     """Turn every parameter of ``module`` (a private copy) into a buffer of the same name."""
     for m in module.modules():
@@ -83,7 +94,7 @@ class WeightEMA(nn.Module):
         check_ema(decay, start)
         self.decay = float(decay)
         self.start = start
-        self.model = _as_buffers(copy.deepcopy(source)).requires_grad_(False)
+        self.model = _as_buffers(_copy_module(source)).requires_grad_(False)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         # The step count on the host, so that an update never reads ``steps`` back from
         # the device; None: read it once (after construction or loading).
