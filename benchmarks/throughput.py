@@ -55,6 +55,7 @@ from _measure import interleaved_times, machine_description, markdown_table, mat
 from torchgan_sagan import get_config, list_configs, make_trainer, train_step  # noqa: E402
 from torchgan_sagan.cli import parse_spec  # noqa: E402
 from torchgan_sagan.losses import HingeGeneratorLoss  # noqa: E402
+from torchgan_sagan.training import cuda_settings  # noqa: E402
 from torchgan_sagan.layers import SelfAttention2d  # noqa: E402
 from torchgan_sagan.reference import tutorial_losses, tutorial_network_params  # noqa: E402
 
@@ -118,13 +119,16 @@ def main(argv=None) -> int:
                    "tutorial nets, the config's for presets)")
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, help="TF32 on CUDA (default: on, as in "
+                   "examples/celeba.py)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     device = pick_device(args.device)
+    cuda = cuda_settings(device, tf32=args.tf32)  # before the ceiling: the same precision as the nets
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / "torchgan_sagan_throughput"
     ceiling = matmul_gflops(device)
     print(f"# Trainer throughput, batch {args.batch}, {machine_description(device)}; "
-          f"fp32 matmul ceiling {ceiling:.0f} GFLOP/s")
+          f"fp32 matmul ceiling {ceiling:.0f} GFLOP/s" + (f", {cuda}" if cuda else ""))
 
     trainers, first_step = {}, {}
     for spec in args.nets:

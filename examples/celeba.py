@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from torchgan.trainer import Trainer
 
 from torchgan_sagan import get_config, list_configs, make_trainer
+from torchgan_sagan.training import cuda_settings
 from torchgan_sagan.cli import CommandError as CliError
 from torchgan_sagan.cli import add_config_flags, config_overrides, parse_device
 from torchgan_sagan.checkpoints import UntrustedCheckpointError, find_checkpoints, latest_intact_checkpoint
@@ -86,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "objects outside the allowlist (it runs their code)")
     p.add_argument("--verbose", action="store_true", help="print torchgan's epoch summaries instead of one "
                    "progress bar (without it they go to OUT/train.log)")
+    p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                   help="cuDNN autotuning (on with CUDA unless turned off)")
+    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                   help="TF32 matrix products and convolutions (on with CUDA unless turned off)")
     p.add_argument("--inception-weights", type=Path, metavar="FILE", help="torch-fidelity's Inception weights "
                    "file: Inception FID against the training images after every epoch (TensorBoard)")
     add_config_flags(p, exclude=EXCLUDED_FIELDS)
@@ -197,6 +202,9 @@ def run(args) -> int:
 
     extras = "".join([f", EMA decay {cfg.ema_decay}" if cfg.ema_decay is not None else "",
                       f", DiffAugment {cfg.diffaugment}" if cfg.diffaugment else ""])
+    cuda = cuda_settings(device, cudnn_benchmark=getattr(args, "cudnn_benchmark", None),
+                         tf32=getattr(args, "tf32", None))
+    extras += "".join(f", {name} {'on' if on else 'off'}" for name, on in cuda.items())
     say(f"Config {config_name}: loss {cfg.loss}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
         f"step_channels {cfg.step_channels}{extras}, device {device}. Output: {out}")
     # Fixed noise, the same on every resume, for comparable sample grids.

@@ -175,3 +175,18 @@ def test_an_existing_gloo_group_keeps_the_processes_on_the_cpu(world_of_one, mon
     monkeypatch.setattr(torch.cuda, "set_device", lambda index: pytest.fail("moved to a GPU"))
     assert init_distributed(None)[2] == torch.device("cpu")
     assert init_distributed("nccl")[2] == torch.device("cpu")
+
+
+def test_every_epoch_ends_with_the_ranks_in_step_after_rank_0_evaluated(world_of_one, monkeypatch):
+    import torch.distributed as dist
+
+    trainer = _trainer(world_of_one)
+    events = []
+    monkeypatch.setattr(dist, "barrier", lambda *a, **k: events.append("barrier"))
+    from torchgan.trainer import Trainer
+
+    monkeypatch.setattr(Trainer, "eval_ops", lambda self, **k: events.append("eval"))
+    data = torch.utils.data.TensorDataset(torch.rand(8, 1, 32, 32) * 2 - 1, torch.zeros(8, dtype=torch.long))
+    trainer(torch.utils.data.DataLoader(data, batch_size=4, drop_last=True))
+    # save_model's barrier, rank 0's metrics, then the end-of-epoch barrier
+    assert events == ["barrier", "eval", "barrier"]

@@ -36,3 +36,18 @@ def test_train_step_runs_what_the_trainer_runs_per_batch(tmp_path):
     assert (info["discriminator_iters"], info["generator_iters"]) == (2, 1)
     assert trainer.batch_size == 4 and trainer.real_inputs is not None
     assert isinstance(lgen, float) and isinstance(ldis, float)
+
+
+def test_cuda_settings_default_on_for_cuda_and_leave_the_cpu_alone():
+    from torchgan_sagan.training import cuda_settings
+
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        torch.backends.cudnn.benchmark = torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        assert cuda_settings("cpu") == {} and torch.backends.cudnn.benchmark is False
+        assert cuda_settings(torch.device("cuda", 0)) == {"cudnn_benchmark": True, "tf32": True}
+        assert torch.backends.cudnn.benchmark and torch.backends.cuda.matmul.allow_tf32
+        assert cuda_settings("cuda", tf32=False)["tf32"] is False and not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Iterator, Optional, Tuple
 
 import torch
@@ -61,13 +62,16 @@ def launched_by_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
-def init_distributed(backend: Optional[str] = None) -> Tuple[int, int, torch.device]:
+def init_distributed(backend: Optional[str] = None, *, timeout: Optional[timedelta] = None
+                     ) -> Tuple[int, int, torch.device]:
     """Join the process group that ``torchrun`` set up; return ``(rank, world_size, device)``.
 
     ``backend``: ``"nccl"`` when CUDA is available, else ``"gloo"``. Each process uses
     the GPU of its ``LOCAL_RANK``, or the CPU. Once a process group exists, its backend
     decides (a gloo group trains on the CPU even where there are GPUs), so calling it
-    again returns the same.
+    again returns the same. ``timeout`` bounds every collective, the end-of-epoch wait
+    for rank 0's metrics included (torch's default: 10 minutes for nccl, 30 for gloo);
+    raise it when the metrics take longer.
     """
     if not launched_by_torchrun():
         raise RuntimeError(
@@ -85,7 +89,8 @@ def init_distributed(backend: Optional[str] = None) -> Tuple[int, int, torch.dev
         torch.cuda.set_device(local_rank)
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group(backend or ("nccl" if cuda else "gloo"))
+        dist.init_process_group(backend or ("nccl" if cuda else "gloo"),
+                                **({} if timeout is None else {"timeout": timeout}))
     return dist.get_rank(), dist.get_world_size(), device
 
 
@@ -239,6 +244,14 @@ class DistributedTrainer(RecordsConfig, Trainer):
         """Metrics on rank 0 only (they would be the same on every rank)."""
         if self.is_main:
             super().eval_ops(**kwargs)
+
+    def optim_ops(self):
+        """The end of an epoch: every rank waits here until rank 0 has evaluated the
+        metrics and logged (sample grids, TensorBoard), so that no rank sits inside the
+        next epoch's first DDP collective meanwhile. The wait is bounded by the process
+        group's timeout (``init_distributed(timeout=...)``)."""
+        dist.barrier()
+        super().optim_ops()
 
     def train(self, data_loader, **kwargs):
         if isinstance(data_loader, DataLoader):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 from torchgan.trainer import Trainer
@@ -25,7 +25,7 @@ from torchgan.trainer import Trainer
 from .configs import SAGANConfig
 from .runs import RecordsConfig, write_config
 
-__all__ = ["SAGANTrainer", "make_trainer", "train_step"]
+__all__ = ["SAGANTrainer", "make_trainer", "train_step", "cuda_settings"]
 
 
 class SAGANTrainer(RecordsConfig, Trainer):
@@ -84,6 +84,26 @@ def make_trainer(
         if out is not None and getattr(trainer, "rank", 0) == 0:
             write_config(cfg, out)
     return trainer
+
+
+def cuda_settings(device: Union[str, torch.device], *, cudnn_benchmark: Optional[bool] = None,
+                  tf32: Optional[bool] = None) -> Dict[str, bool]:
+    """Set cuDNN autotuning and TF32 for training on ``device``; return what was set.
+
+    On CUDA both default to on, as GAN training with fixed image sizes wants:
+    ``torch.backends.cudnn.benchmark`` picks the fastest convolution algorithm for each
+    shape once, and TF32 runs float32 matrix products and convolutions on tensor cores
+    (a 10-bit mantissa for the products, float32 accumulation). Elsewhere nothing is
+    changed and ``{}`` is returned.
+    """
+    if torch.device(device).type != "cuda":
+        return {}
+    settings = {"cudnn_benchmark": True if cudnn_benchmark is None else bool(cudnn_benchmark),
+                "tf32": True if tf32 is None else bool(tf32)}
+    torch.backends.cudnn.benchmark = settings["cudnn_benchmark"]
+    torch.backends.cuda.matmul.allow_tf32 = settings["tf32"]
+    torch.backends.cudnn.allow_tf32 = settings["tf32"]
+    return settings
 
 
 def train_step(trainer: Trainer, images: torch.Tensor, labels: Optional[torch.Tensor] = None
