@@ -190,3 +190,13 @@ def test_every_epoch_ends_with_the_ranks_in_step_after_rank_0_evaluated(world_of
     trainer(torch.utils.data.DataLoader(data, batch_size=4, drop_last=True))
     # save_model's barrier, rank 0's metrics, then the end-of-epoch barrier
     assert events == ["barrier", "eval", "barrier"]
+
+
+def test_the_weight_average_is_not_broadcast_at_every_forward(world_of_one):
+    trainer = _trainer(world_of_one, config={"ema_decay": 0.9, "g_batchnorm": True})
+    ignored = trainer.wrapped["generator"].parameters_to_ignore
+    ema_buffers = {name for name, _ in trainer.generator.named_buffers() if name.startswith("ema.")}
+    averaged_weights = {name for name in ema_buffers if name.endswith((".original", ".bias", ".weight"))}
+    assert averaged_weights and averaged_weights <= ignored  # the copy of G
+    assert "ema.steps" in ignored and any(name.endswith("._u") for name in ignored)
+    assert not any("running_" in name for name in ignored)  # batch statistics still come from rank 0

@@ -270,3 +270,25 @@ def test_conditional_batchnorm_tables_are_not_spectrally_normalized():
     net = apply_spectral_norm(ConditionalSequential(nn.Conv2d(2, 4, 1), ConditionalBatchNorm2d(4, 5)))
     assert spectral_norm_of(net[0]) is not None
     assert {n for n, _ in net[1].named_parameters()} == {"gain", "bias"}
+
+
+def test_padding_only_where_the_kernel_needs_one_head_width():
+    from torchgan_sagan.layers import needs_one_head_width
+
+    assert needs_one_head_width(torch.device("cpu"), torch.float32)  # CPU flash
+    assert needs_one_head_width(torch.device("cuda"), torch.bfloat16)  # CUDA flash
+    assert not needs_one_head_width(torch.device("cuda"), torch.float32)  # memory-efficient kernel
+
+
+def test_unpadded_fused_attention_is_the_same_function(monkeypatch):
+    """The path taken where the kernel accepts two widths (float32 on CUDA) computes
+    what the padded one does; here on the CPU's math kernel."""
+    import torchgan_sagan.layers as layers
+
+    layer = SelfAttention2d(32, layout="official")
+    with torch.no_grad():
+        layer.gamma.fill_(1.0)
+    x = torch.randn(2, 32, 8, 8)
+    padded = layer(x)
+    monkeypatch.setattr(layers, "needs_one_head_width", lambda device, dtype: False)
+    assert torch.allclose(layer(x), padded, atol=1e-5)

@@ -14,10 +14,12 @@ metrics) and runs one process per device, as ``torchrun`` launches them:
 - checkpoints hold the unwrapped nets' ``state_dict`` (no ``module.`` prefixes), so a
   checkpoint from a distributed run resumes in a single process and the other way
   round;
-- buffers (BatchNorm statistics, spectral norm's singular vectors, the EMA of G) are
-  broadcast from rank 0 at every forward (DDP's ``broadcast_buffers``), or, with
+- buffers (BatchNorm statistics, spectral norm's singular vectors) are broadcast from
+  rank 0 at every forward (DDP's ``broadcast_buffers``), or, with
   ``sync_batchnorm=True``, BatchNorm normalizes with the statistics of the whole
-  global batch (``SyncBatchNorm``).
+  global batch (``SyncBatchNorm``). A weight average of G is given rank 0's values
+  once; after that every rank computes it from the same weights, so only its
+  BatchNorm statistics are broadcast.
 
 torchgan's losses read attributes of the nets (``encoding_dims``, ``label_type``,
 ``num_classes``) and call them directly. The trainer therefore keeps the plain nets as
@@ -155,6 +157,21 @@ def _convert_sync_batchnorm(net: torch.nn.Module) -> None:
             setattr(net, name, torch.nn.SyncBatchNorm.convert_sync_batchnorm(child))
 
 
+def _skip_replicated_ema_buffers(net: torch.nn.Module) -> None:
+    """Keep DDP from broadcasting a weight average's copy of the net at every forward:
+    every rank computes it identically (:meth:`WeightEMA.replicated_names`) from the
+    same weights, once it starts from rank 0's, which it is given here. Its BatchNorm
+    statistics, which depend on each rank's batch, are still taken from rank 0."""
+    names = [f"{prefix}.{name}" if prefix else name
+             for prefix, module in net.named_modules() if isinstance(module, WeightEMA)
+             for name in module.replicated_names()]
+    if names:
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(net, names)
+        buffers = dict(net.named_buffers())
+        for name in names:
+            dist.broadcast(buffers[name], src=0)
+
+
 class DistributedTrainer(RecordsConfig, Trainer):
     """torchgan's ``Trainer`` over ``DistributedDataParallel``, one process per device.
 
@@ -193,6 +210,7 @@ class DistributedTrainer(RecordsConfig, Trainer):
             net = getattr(self, name)
             if sync_batchnorm:
                 _convert_sync_batchnorm(net)
+            _skip_replicated_ema_buffers(net)
             # DDP's default: buffers are synced from rank 0 at construction and every forward.
             self.wrapped[name] = _Wrapped(net, device_ids=ids, find_unused_parameters=find_unused_parameters)
         if self.rank != 0:

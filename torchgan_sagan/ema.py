@@ -94,6 +94,8 @@ class WeightEMA(nn.Module):
         check_ema(decay, start)
         self.decay = float(decay)
         self.start = start
+        #: Names (in ``model``) of the buffers that were the network's parameters.
+        self.parameter_names = [name for name, _ in source.named_parameters()]
         self.model = _as_buffers(_copy_module(source)).requires_grad_(False)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         # The step count on the host, so that an update never reads ``steps`` back from
@@ -118,6 +120,14 @@ class WeightEMA(nn.Module):
         """Make the average equal to ``source``'s current weights and statistics."""
         mine, theirs = zip(*[(a, b) for _, a, b in self._pairs(source)])
         torch._foreach_copy_(list(mine), list(theirs))
+
+    def replicated_names(self) -> List[str]:
+        """The tensors (relative to this module) that every process of a data-parallel
+        run computes identically on its own, given identical weights of the network: the
+        averaged weights, their singular-vector estimates and the step count. Only the
+        BatchNorm statistics depend on each process's batch."""
+        power_iteration = [name for name, _ in self.model.named_buffers() if _is_power_iteration_state(name)]
+        return ["steps", *(f"model.{name}" for name in [*self.parameter_names, *power_iteration])]
 
     def reset_steps(self) -> None:
         """Count the updates from 0 again (the average restarts with the next one)."""

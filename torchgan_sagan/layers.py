@@ -87,22 +87,38 @@ def refresh_spectral_norm(net: nn.Module, iterations: int = 15) -> None:
         sn.train(was_training)
 
 
+def needs_one_head_width(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the fused attention kernel PyTorch picks for ``device`` and ``dtype``
+    needs query, key and value of one width.
+
+    On the CPU the fused kernel is flash attention, which does; so does CUDA's flash
+    kernel, the fast one in half precision (bf16 under autocast). In float32 on CUDA
+    the memory-efficient kernel runs, which takes a value width other than the
+    query/key width: padding there would only add q.k work (4x for the official
+    layout, 8x for torchgan's).
+    """
+    return not (device.type == "cuda" and dtype == torch.float32)
+
+
 def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``softmax(q k^T) v`` over keys, without materializing the (N x N_k) map.
 
     q: (B, N, D_qk), k: (B, N_k, D_qk), v: (B, N_k, D_v) -> (B, N, D_v).
 
-    PyTorch's fused kernels (flash attention on CPU among them) need one head width
-    for q, k and v; otherwise ``scaled_dot_product_attention`` silently falls back to
-    its math kernel, which builds the map. Zero columns appended to q and k leave
-    every dot product q_i . k_j unchanged, so everything is padded to the wider width.
-    The kernels also need unit stride along the channels, hence ``contiguous``.
+    Where the fused kernel needs one head width (:func:`needs_one_head_width`; else
+    ``scaled_dot_product_attention`` silently falls back to its math kernel, which
+    builds the map), zero columns are appended to q and k, or v: that leaves every dot
+    product q_i . k_j and every output column unchanged. The kernels also need unit
+    stride along the channels, hence ``contiguous``.
     """
     d_v = v.size(-1)
+    same = needs_one_head_width(q.device, q.dtype)
     width = max(q.size(-1), d_v)
 
     def heads(t: torch.Tensor) -> torch.Tensor:
-        return F.pad(t, (0, width - t.size(-1))).contiguous().unsqueeze(1)
+        if same:
+            t = F.pad(t, (0, width - t.size(-1)))
+        return t.contiguous().unsqueeze(1)
 
     q, k, v = heads(q), heads(k), heads(v)  # (B, 1, N, D), (B, 1, N_k, D), (B, 1, N_k, D)
     # SAGAN uses raw dot products: no 1/sqrt(d) temperature.
