@@ -160,3 +160,24 @@ def test_plain_torch_load_refuses_torchgan_checkpoints(tmp_path, tiny_images):
     _trainer(tmp_path, epochs=1)(_loader(tiny_images))
     with pytest.raises(Exception, match="weights_only"):
         torch.load(tmp_path / "ckpt" / "gan0.model")
+
+
+def test_gradient_logging_reads_once_per_net_and_logs_the_same_sum(monkeypatch):
+    import torchgan.logging.visualize as visualize
+
+    from torchgan_sagan import SAGANGenerator
+    from torchgan_sagan.compat import _update_grads
+
+    net = SAGANGenerator(8, 16, 1, 8)
+    net(torch.randn(4, 8)).pow(2).mean().backward()
+    expected = sum(float((p.grad.double() ** 2).sum()) for p in net.parameters() if p.grad is not None)
+    viz = visualize.GradientVisualize(["generator"])
+    viz.logs["generator"] = [0.0]
+    reads = []
+    real_float = torch.Tensor.__float__
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda t: reads.append(1) or real_float(t))
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: pytest.fail("one .item() per parameter"))
+    _update_grads(viz, "generator", net)
+    assert len(reads) == 1 and viz.logs["generator"][0] == pytest.approx(expected, rel=1e-6)
+    assert all(p.grad is None or not p.grad.any() for p in net.parameters())  # zero_grad as before
+    assert visualize.GradientVisualize.update_grads is _update_grads  # installed on import

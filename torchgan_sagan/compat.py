@@ -35,6 +35,13 @@ skipped where it is not needed:
    module ``torchgan.trainer.base_trainer`` alone gets a view of torch whose ``save``
    is :func:`torchgan_sagan.checkpoints.atomic_save`.
 
+4. **Gradient logging without a host read per parameter.** After every iteration
+   torchgan's ``GradientVisualize.update_grads`` sums the squared gradients of each
+   net with one ``.item()`` per parameter: on a GPU, dozens of host syncs per step.
+   The replacement computes the same sum with ``torch._foreach_norm`` and reads it
+   once per net; the logged value, its threshold and the ``zero_grad`` that follows
+   are unchanged. Applied to torchgan 0.1.0 only.
+
 Resuming keeps torchgan's meaning of ``epochs``: it is the total, not the number
 still to run. A checkpoint written after epoch *k* (counting from 1) resumes at
 epoch *k + 1*, so a ``Trainer(..., epochs=k + 1)`` that calls ``load_model`` trains
@@ -150,8 +157,26 @@ def _fix_checkpoint_writes() -> None:
         _base_trainer.torch = _ModuleView(torch, save=atomic_save)
 
 
+def _update_grads(self, name, model, eps=1e-5):
+    """torchgan's ``GradientVisualize.update_grads`` with one host read per net."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    norms = torch._foreach_norm(grads)  # one launch for all tensors
+    gradsum = float(torch.stack([n.double() for n in norms]).pow(2).sum())  # the one host read
+    if gradsum > eps:
+        self.logs[name][len(self.logs[name]) - 1] += gradsum
+        model.zero_grad()
+
+
+def _fix_gradient_logging() -> None:
+    if _is_torchgan_0_1_0():
+        _visualize.GradientVisualize.update_grads = _update_grads
+
+
 def apply_torchgan_fixes() -> None:
     """Apply the fixes described in this module; idempotent."""
     _fix_image_logging()
     _fix_load_model()
     _fix_checkpoint_writes()
+    _fix_gradient_logging()
