@@ -88,15 +88,10 @@ def refresh_spectral_norm(net: nn.Module, iterations: int = 15) -> None:
 
 
 def needs_one_head_width(device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether the fused attention kernel PyTorch picks for ``device`` and ``dtype``
-    needs query, key and value of one width.
-
-    On the CPU the fused kernel is flash attention, which does; so does CUDA's flash
-    kernel, the fast one in half precision (bf16 under autocast). In float32 on CUDA
-    the memory-efficient kernel runs, which takes a value width other than the
-    query/key width: padding there would only add q.k work (4x for the official
-    layout, 8x for torchgan's).
-    """
+    """Whether the fused attention kernel for ``device`` and ``dtype`` needs query, key
+    and value of one width: flash attention does (the CPU's, and CUDA's in half
+    precision); CUDA's memory-efficient kernel, used in float32, does not, and padding
+    there would only add q.k work (4x for the official layout, 8x for torchgan's)."""
     return not (device.type == "cuda" and dtype == torch.float32)
 
 
