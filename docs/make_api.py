@@ -22,6 +22,7 @@ MODULES = [
     "torchgan_sagan.layers",
     "torchgan_sagan.models.generator",
     "torchgan_sagan.models.discriminator",
+    "torchgan_sagan.models.resnet",
     "torchgan_sagan.models.common",
     "torchgan_sagan.losses",
     "torchgan_sagan.options",

@@ -89,3 +89,10 @@ def inception_weights(tmp_path, monkeypatch):
     path = tmp_path / "inception.pth"
     torch.save(net.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet_run(tmp_path_factory):
+    """A trained run of the paper's residual nets (class-conditional, with an average)."""
+    return _tiny_run(tmp_path_factory.mktemp("resnet_run"), "sagan_resnet_cifar_32", image_channels=1,
+                     ema_decay=0.5, ncritic=1)

@@ -144,8 +144,9 @@ def test_feature_matching_turns_on_unused_parameter_detection(world_of_one):
     assert not _trainer(world_of_one / "x").wrapped["discriminator"].find_unused_parameters
 
 
-@pytest.mark.parametrize("overrides", [{}, {"ema_decay": 0.9, "diffaugment": "color"}, {"num_classes": 10}],
-                         ids=["plain", "ema-diffaugment", "conditional"])
+@pytest.mark.parametrize("overrides", [{}, {"ema_decay": 0.9, "diffaugment": "color"}, {"num_classes": 10},
+                                       {"backbone": "resnet", "num_classes": 10, "d_leaky_slope": None}],
+                         ids=["plain", "ema-diffaugment", "conditional", "resnet"])
 def test_torchgans_parallel_trainer_trains_our_nets(tmp_path, overrides):
     """torchgan's ParallelTrainer wraps every child of a net in DataParallel (on a machine
     without GPUs DataParallel calls the module directly, so this checks the plumbing)."""
@@ -200,3 +201,11 @@ def test_the_weight_average_is_not_broadcast_at_every_forward(world_of_one):
     assert averaged_weights and averaged_weights <= ignored  # the copy of G
     assert "ema.steps" in ignored and any(name.endswith("._u") for name in ignored)
     assert not any("running_" in name for name in ignored)  # batch statistics still come from rank 0
+
+
+def test_the_residual_nets_train_under_ddp(world_of_one):
+    trainer = _trainer(world_of_one, config={"backbone": "resnet", "d_leaky_slope": None, "ema_decay": 0.9})
+    assert type(trainer.generator).__name__ == "SAGANResNetGenerator"
+    for _ in range(2):
+        train_step(trainer, torch.rand(4, 1, 32, 32) * 2 - 1)
+    assert trainer.loss_information["generator_iters"] == 2

@@ -23,7 +23,7 @@ def test_a_run_records_its_config_in_the_folder_and_every_checkpoint(tiny_run):
     assert SAGANConfig.from_dict(checkpoint["sagan_config"]) == cfg
 
 
-@pytest.mark.parametrize("run", ["tiny_run", "tiny_conditional_run"])
+@pytest.mark.parametrize("run", ["tiny_run", "tiny_conditional_run", "tiny_resnet_run"])
 def test_load_generator_rebuilds_the_trained_generator(run, request):
     folder = request.getfixturevalue(run)
     generator = load_generator(folder)

@@ -27,6 +27,7 @@ from torch.optim import Adam
 from torchgan import losses as tg
 
 from ._validation import (
+    check_attention,
     check_betas,
     check_choice,
     check_classes,
@@ -38,8 +39,7 @@ from ._validation import (
     check_resolutions,
 )
 from .losses import HingeDiscriminatorLoss, HingeGeneratorLoss
-from .models import SAGANDiscriminator, SAGANGenerator
-from .models.common import attention_resolutions
+from .models import BACKBONES, default_attn_resolutions
 from .options import OPTION_GROUPS, net_options, option, option_fields
 
 __all__ = ["LOSSES", "GRADIENT_PENALTY_LOSSES", "SAGANConfig"]
@@ -95,6 +95,8 @@ class SAGANConfig:
     schema.
     """
 
+    backbone: str = option("dcgan", "the nets: 'dcgan' (DCGAN-style, torchgan's layout) or 'resnet' (the SAGAN "
+                                    "paper's residual nets)", cli={"choices": ("dcgan", "resnet")})
     image_size: int = option(64, "height and width of the images, a power of 2 from 16 to 256")
     image_channels: int = option(3, "channels of the images (1: grayscale, 3: RGB)")
     encoding_dims: int = option(128, "size of the noise vector z")
@@ -121,6 +123,7 @@ class SAGANConfig:
     source: str = option("", "where the recipe comes from (the registered function's docstring)")
 
     def __post_init__(self) -> None:
+        check_choice("backbone", self.backbone, BACKBONES)
         check_image_size("image_size", self.image_size)
         for name in ("image_channels", "encoding_dims", "step_channels", "batch_size", "epochs", "sample_size"):
             check_positive_int(name, getattr(self, name))
@@ -133,10 +136,12 @@ class SAGANConfig:
         for name in ("g_lr", "d_lr"):
             check_positive_float(name, getattr(self, name))
         object.__setattr__(self, "betas", check_betas(self.betas))
-        for net, key in (("generator", "g_attn_resolutions"), ("discriminator", "d_attn_resolutions")):
-            resolutions = attention_resolutions(net, check_resolutions(key, getattr(self, key)),
-                                                self.image_size, self.step_channels, key)
-            object.__setattr__(self, key, resolutions)
+        for cls, key in zip(BACKBONES[self.backbone], ("g_attn_resolutions", "d_attn_resolutions")):
+            resolutions = check_resolutions(key, getattr(self, key))
+            if resolutions is None:
+                resolutions = default_attn_resolutions(self.image_size)
+            widths = cls.attention_widths(self.image_size, self.step_channels)
+            object.__setattr__(self, key, check_attention(cls.__name__, resolutions, widths, self.step_channels, key))
         for group in OPTION_GROUPS:  # each group validates its own options
             for net in group.NETS:
                 group(**net_options(self, net, group=group))
@@ -183,7 +188,7 @@ class SAGANConfig:
         return {"num_classes": self.num_classes, "label_type": label_type}
 
     def generator_args(self) -> dict:
-        """Keyword arguments of :class:`SAGANGenerator` (options at their default left out)."""
+        """Keyword arguments of the generator (options at their default left out)."""
         return {
             "encoding_dims": self.encoding_dims,
             "out_size": self.image_size,
@@ -196,7 +201,7 @@ class SAGANConfig:
         }
 
     def discriminator_args(self) -> dict:
-        """Keyword arguments of :class:`SAGANDiscriminator` (options at their default left out).
+        """Keyword arguments of the discriminator (options at their default left out).
 
         With a gradient-penalty loss, D's attention runs unfused (see
         :class:`~torchgan_sagan.layers.SelfAttention2d`).
@@ -217,14 +222,15 @@ class SAGANConfig:
 
     def network_params(self) -> dict:
         """The ``models`` dict of ``torchgan.trainer.Trainer``: nets and Adam (TTUR)."""
+        generator, discriminator = BACKBONES[self.backbone]
         return {
             "generator": {
-                "name": SAGANGenerator,
+                "name": generator,
                 "args": self.generator_args(),
                 "optimizer": {"name": Adam, "args": {"lr": self.g_lr, "betas": self.betas}},
             },
             "discriminator": {
-                "name": SAGANDiscriminator,
+                "name": discriminator,
                 "args": self.discriminator_args(),
                 "optimizer": {"name": Adam, "args": {"lr": self.d_lr, "betas": self.betas}},
             },

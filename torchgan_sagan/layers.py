@@ -260,6 +260,8 @@ class ConditionalBatchNorm2d(nn.Module):
         num_classes: number of classes; labels are integers in ``[0, num_classes)``.
     """
 
+    takes_labels = True
+
     def __init__(self, num_features: int, num_classes: int) -> None:
         super().__init__()
         self.num_features = check_positive_int("num_features", num_features)
@@ -285,13 +287,13 @@ class ConditionalBatchNorm2d(nn.Module):
 
 
 class ConditionalSequential(nn.Sequential):
-    """``nn.Sequential`` that hands the labels to its :class:`ConditionalBatchNorm2d`
-    layers: ``forward(x, labels)``. Without conditional layers, ``labels`` may be None."""
+    """``nn.Sequential`` that hands ``labels`` to its layers with ``takes_labels``
+    (conditional BatchNorm, residual blocks): ``forward(x, labels)``."""
 
     @staticmethod
     def run_layer(layer: nn.Module, x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
-        """One layer of the stack: conditional layers get the labels, others only ``x``."""
-        return layer(x, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+        """One layer of the stack: layers with ``takes_labels`` get the labels, others only ``x``."""
+        return layer(x, labels) if getattr(layer, "takes_labels", False) else layer(x)
 
     def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         for layer in self:

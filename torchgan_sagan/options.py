@@ -135,7 +135,7 @@ class SpeedOptions(OptionGroup):
 
     def run(self, layers: nn.Module, x: torch.Tensor, *labels: torch.Tensor) -> torch.Tensor:
         """``layers(x, *labels)`` in the memory format and precision asked for."""
-        if self.channels_last:
+        if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.amp is None:
             return layers(x, *labels)
@@ -200,8 +200,10 @@ def takes_options(net: str):
 
     def decorate(cls):
         groups = _groups_of(net)
-        signature = inspect.signature(cls.__init__)
-        params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        names = {f.name for group in groups for f in group.options()}
+        signature = inspect.signature(cls.__init__)  # a subclass's inherited __init__ has them already
+        params = [p for p in signature.parameters.values()
+                  if p.kind is not inspect.Parameter.VAR_KEYWORD and p.name not in names]
         for group in groups:
             params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
                                          annotation=f.type) for f in group.options()]

@@ -1,7 +1,8 @@
 """The package's named SAGAN recipes (registered in :mod:`torchgan_sagan.registry`).
 
 Each docstring says where the recipe comes from; it becomes the config's
-``source``. What each scored is in ``docs/results.md``.
+``source``. What each scored is in ``docs/results.md``. The ``sagan_resnet_*`` recipes
+use the paper's residual nets; the others this package's DCGAN-style nets.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ __all__ = [
     "sagan_tutorial_64",
     "sagan_cond_imagenet_128",
     "sagan_cond_digits_32",
+    "sagan_resnet_imagenet_128",
+    "sagan_resnet_cifar_32",
+    "sagan_resnet_celeba_64",
 ]
 
 
@@ -103,3 +107,37 @@ def sagan_cond_digits_32() -> SAGANConfig:
     classes for its fakes."""
     return sagan_32().replace(image_channels=1, step_channels=16, num_classes=10, label_type="generated",
                               g_lr=4e-4, epochs=72, sample_size=100)
+
+
+@register_config
+def sagan_resnet_imagenet_128() -> SAGANConfig:
+    """The SAGAN paper's ImageNet 128x128 setting on the paper's network (Zhang et al.
+    2018; brain-research/self-attention-gan): residual G and projection D, 1000 classes
+    with conditional BatchNorm in G, spectral norm everywhere, hinge loss, Adam lr 1e-4
+    (G) / 4e-4 (D) with betas (0, 0.999) as in the official code (beta1 0, TensorFlow's
+    default beta2; the paper's text says 0.9), one D step per G step, batch 256 (the
+    paper's, over 4 GPUs), z of 128, gf_dim = df_dim = 64, attention at 32x32 in G
+    (after block 3) and D (after block 2) as in the official code."""
+    return SAGANConfig(backbone="resnet", image_size=128, image_channels=3, encoding_dims=128, step_channels=64,
+                       d_leaky_slope=None, num_classes=1000, label_type="generated", betas=(0.0, 0.999),
+                       batch_size=256, g_attn_resolutions=(32,), d_attn_resolutions=(32,))
+
+
+@register_config
+def sagan_resnet_cifar_32() -> SAGANConfig:
+    """CIFAR-10 32x32 as in StudioGAN's SAGAN configuration: residual G and projection D
+    with 10 classes (conditional BatchNorm), hinge loss, 5 D steps per G step, Adam lr
+    2e-4 for both with betas (0.5, 0.999), batch 64, attention after G's block 2 and D's
+    block 1 (both at 16x16). Widths follow this package's rule (d = 64: 256 channels at
+    4x4 and 8x8 in G)."""
+    return SAGANConfig(backbone="resnet", image_size=32, image_channels=3, step_channels=64, d_leaky_slope=None,
+                       num_classes=10, label_type="generated", ncritic=5, g_lr=2e-4, d_lr=2e-4,
+                       betas=(0.5, 0.999), batch_size=64, g_attn_resolutions=(16,), d_attn_resolutions=(16,))
+
+
+@register_config
+def sagan_resnet_celeba_64() -> SAGANConfig:
+    """CelebA 64x64 on the paper's residual nets, unconditional, with the paper's
+    training recipe (hinge, spectral norm in G and D, TTUR Adam 1e-4 / 4e-4 with betas
+    (0, 0.9), one D step per G step, batch 64); attention at 32x32 in G and D."""
+    return SAGANConfig(backbone="resnet", d_leaky_slope=None)

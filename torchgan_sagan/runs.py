@@ -23,7 +23,6 @@ import torch.nn as nn
 
 from .checkpoints import find_checkpoints, latest_intact_checkpoint, load_checkpoint
 from .configs import SAGANConfig
-from .models import SAGANGenerator
 
 __all__ = ["CONFIG_FILE", "RecordsConfig", "write_config", "read_config", "resolve_checkpoint",
            "load_generator"]
@@ -119,7 +118,7 @@ def load_generator(path: PathLike, *, device: Any = "cpu", trust_checkpoint: boo
     if not isinstance(checkpoint, dict) or "generator" not in checkpoint:
         raise ValueError(f"{str(checkpoint_path)!r} is not a torchgan checkpoint: it has no 'generator' entry")
     cfg = read_config(checkpoint_path, checkpoint).replace(compile=False)
-    generator = SAGANGenerator(**cfg.generator_args())
+    generator = cfg.network_params()["generator"]["name"](**cfg.generator_args())
     state = checkpoint["generator"]
     if any(key.startswith("module.") or ".module." in key for key in state):
         raise ValueError(f"{str(checkpoint_path)!r} was written by torchgan's ParallelTrainer, whose keys carry "

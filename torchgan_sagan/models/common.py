@@ -22,7 +22,6 @@ from ..options import AttentionOptions, SpeedOptions, split_options
 __all__ = [
     "default_attn_resolutions",
     "feature_widths",
-    "attention_resolutions",
     "init_weights",
     "run_recording_attention",
     "unwrap",
@@ -47,14 +46,6 @@ def feature_widths(image_size: int, step_channels: int) -> Dict[int, int]:
     """
     resolutions = [2**k for k in range(2, image_size.bit_length() - 1)]
     return {r: step_channels * image_size // (2 * r) for r in resolutions}
-
-
-def attention_resolutions(net: str, resolutions: Optional[Sequence[int]], image_size: int, step_channels: int,
-                          arg: str = "attn_resolutions") -> Tuple[int, ...]:
-    """The checked attention placement of a net (the default placement for ``None``)."""
-    if resolutions is None:
-        resolutions = default_attn_resolutions(image_size)
-    return check_attention(net, resolutions, feature_widths(image_size, step_channels), step_channels, arg)
 
 
 def run_recording_attention(
@@ -119,9 +110,17 @@ class NetOptionsMixin:
         self.speed = groups[SpeedOptions]
         self.num_classes = num_classes
         self.step_channels = check_positive_int("step_channels", step_channels)
-        self.attn_resolutions = attention_resolutions(
-            type(self).__name__, self.attention.attn_resolutions, size, step_channels)
-        return feature_widths(size, step_channels), groups
+        widths = self.attention_widths(size, step_channels)
+        resolutions = self.attention.attn_resolutions
+        if resolutions is None:
+            resolutions = default_attn_resolutions(size)
+        self.attn_resolutions = check_attention(type(self).__name__, resolutions, widths, step_channels)
+        return widths, groups
+
+    @staticmethod
+    def attention_widths(size: int, step_channels: int) -> Dict[int, int]:
+        """Channels of the feature maps after which attention may go, by resolution."""
+        return feature_widths(size, step_channels)
 
     def _finish(self) -> None:
         """Initialize the weights, then apply the speed options (the last step:

@@ -71,11 +71,23 @@ class SAGANDiscriminator(NetOptionsMixin, Discriminator):
         self.in_size = check_image_size("in_size", in_size)
         widths, groups = self._setup(in_size, step_channels, num_classes, options)
         self.augment = DiffAugment(groups[AugmentOptions].diffaugment)
-        resolutions = sorted(widths, reverse=True)  # in_size/2, ..., 4
-        act = nn.LeakyReLU(0.1) if nonlinearity is None else nonlinearity
+        self.model = nn.Sequential(*self._layers(widths, nonlinearity, batchnorm))
+        features = widths[4]  # channels of the last (4x4) features
+        self.disc = self._head(features)
+        self.last_nonlinearity = nn.Identity() if last_nonlinearity is None else last_nonlinearity
+        if num_classes:
+            self.embed = nn.Embedding(num_classes, features)  # projection: (num_classes, 8d)
+        apply_spectral_norm(self)
+        self._finish()
 
+    def _layers(self, widths: Dict[int, int], nonlinearity: Optional[nn.Module], batchnorm: bool
+                ) -> List[nn.Module]:
+        """The layer stack: a stride-2 convolution per resolution (in_size/2, ..., 4), each
+        followed by BatchNorm if asked (not the first), the activation and attention."""
+        act = nn.LeakyReLU(0.1) if nonlinearity is None else nonlinearity
+        resolutions = sorted(widths, reverse=True)  # in_size/2, ..., 4
         layers: List[nn.Module] = []
-        in_ch = in_channels
+        in_ch = self.input_dims
         for r in resolutions:
             first = r == resolutions[0]
             layers.append(nn.Conv2d(in_ch, widths[r], 4, 2, 1, bias=first or not batchnorm))
@@ -85,13 +97,11 @@ class SAGANDiscriminator(NetOptionsMixin, Discriminator):
             if r in self.attn_resolutions:
                 layers.append(self._attention_layer(widths[r]))
             in_ch = widths[r]
-        self.model = nn.Sequential(*layers)
-        self.disc = nn.Sequential(nn.Conv2d(in_ch, 1, 4, 1, 0))  # (B, 8d, 4, 4) -> (B, 1, 1, 1)
-        self.last_nonlinearity = nn.Identity() if last_nonlinearity is None else last_nonlinearity
-        if num_classes:
-            self.embed = nn.Embedding(num_classes, in_ch)  # projection: (num_classes, 8d)
-        apply_spectral_norm(self)
-        self._finish()
+        return layers
+
+    def _head(self, features: int) -> nn.Module:
+        """The logit from the last features: a 4x4 convolution, (B, 8d, 4, 4) -> (B, 1, 1, 1)."""
+        return nn.Sequential(nn.Conv2d(features, 1, 4, 1, 0))
 
     def _weight_initializer(self) -> None:
         """Re-initialize all weights (see :func:`~torchgan_sagan.models.common.init_weights`)."""

@@ -66,24 +66,9 @@ class SAGANGenerator(NetOptionsMixin, Generator):
         if num_classes and not batchnorm:
             raise ValueError("SAGANGenerator: a class-conditional G conditions through its "
                              "BatchNorm layers; keep batchnorm=True with num_classes")
-        resolutions = sorted(widths)  # 4, ..., out_size/2
         act = nn.ReLU() if nonlinearity is None else nonlinearity
         last_act = nn.Tanh() if last_nonlinearity is None else last_nonlinearity
-
-        layers: List[nn.Module] = []
-        in_ch = encoding_dims
-        for r in resolutions:
-            first = r == resolutions[0]
-            layers.append(nn.ConvTranspose2d(in_ch, widths[r], 4, stride=1 if first else 2,
-                                             padding=0 if first else 1, bias=not batchnorm))
-            if batchnorm:
-                layers.append(ConditionalBatchNorm2d(widths[r], num_classes) if num_classes
-                              else nn.BatchNorm2d(widths[r]))
-            layers.append(act)
-            if r in self.attn_resolutions:
-                layers.append(self._attention_layer(widths[r]))
-            in_ch = widths[r]
-        layers += [nn.ConvTranspose2d(in_ch, out_channels, 4, 2, 1), last_act]
+        layers = self._layers(widths, act, last_act, batchnorm)
         self.model = apply_spectral_norm(ConditionalSequential(*layers))
         self.ema = None if ema.ema_decay is None else WeightEMA(self.model, ema.ema_decay, ema.ema_start)
         #: In eval mode, run the moving average (True) or the trained weights (False).
@@ -91,6 +76,29 @@ class SAGANGenerator(NetOptionsMixin, Generator):
         if self.ema is not None:
             follow_optimizer_steps(self)
         self._finish()
+
+    def _layers(self, widths: Dict[int, int], act: nn.Module, last_act: nn.Module, batchnorm: bool
+                ) -> List[nn.Module]:
+        """The layer stack: a transposed convolution per resolution (4, 8, ...), each
+        followed by (conditional) BatchNorm, the activation and attention where asked."""
+        resolutions = sorted(widths)  # 4, ..., out_size/2
+        layers: List[nn.Module] = []
+        in_ch = self.encoding_dims
+        for r in resolutions:
+            first = r == resolutions[0]
+            layers.append(nn.ConvTranspose2d(in_ch, widths[r], 4, stride=1 if first else 2,
+                                             padding=0 if first else 1, bias=not batchnorm))
+            if batchnorm:
+                layers.append(self._batchnorm(widths[r]))
+            layers.append(act)
+            if r in self.attn_resolutions:
+                layers.append(self._attention_layer(widths[r]))
+            in_ch = widths[r]
+        return layers + [nn.ConvTranspose2d(in_ch, self.out_channels, 4, 2, 1), last_act]
+
+    def _batchnorm(self, channels: int) -> nn.Module:
+        """BatchNorm, conditional on the class for a class-conditional G."""
+        return ConditionalBatchNorm2d(channels, self.num_classes) if self.num_classes else nn.BatchNorm2d(channels)
 
     def __setstate__(self, state) -> None:
         # Copies (copy.deepcopy, pickle) follow their own optimizer steps too.
