@@ -57,11 +57,8 @@ def spectral_norm_of(module: nn.Module) -> Optional[nn.Module]:
 
 
 def apply_spectral_norm(net: nn.Module) -> nn.Module:
-    """Spectrally normalize every conv, transposed conv, linear and embedding in ``net``.
-
-    Layers that are already normalized are left alone, so the call is idempotent.
-    Returns ``net`` for chaining.
-    """
+    """Spectrally normalize every conv, transposed conv, linear and embedding in ``net``
+    not normalized yet (so the call is idempotent); return ``net``."""
     for m in list(net.modules()):
         if isinstance(m, SPECTRAL_NORM_TYPES) and spectral_norm_of(m) is None:
             spectral_norm(m)
