@@ -96,3 +96,22 @@ def test_conditional_plumbing():
 def test_bad_arguments(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+@pytest.mark.parametrize("loss", ["hinge", "minimax", "least_squares", "wasserstein", "wasserstein_gp", "dragan",
+                                  "feature_matching"])
+def test_every_loss_trains_the_residual_nets(loss, tmp_path, one_iteration):
+    from torchgan_sagan import get_config
+
+    cfg = get_config("sagan_32", backbone="resnet", image_channels=1, step_channels=8, d_leaky_slope=None, loss=loss)
+    trainer, before = one_iteration(cfg, tmp_path)
+    assert type(trainer.discriminator).__name__ == "SAGANResNetDiscriminator"
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters()))
+
+
+def test_speed_options_keep_the_residual_nets_working():
+    torch.manual_seed(0)
+    g = SAGANResNetGenerator(16, 32, 1, 8, channels_last=True, amp="bf16")
+    d = SAGANResNetDiscriminator(32, 1, 8, channels_last=True, amp="bf16", num_classes=3)
+    x = g(torch.randn(2, 16))
+    assert x.dtype == torch.float32 and d(x, torch.tensor([0, 2])).dtype == torch.float32

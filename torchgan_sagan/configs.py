@@ -96,7 +96,8 @@ class SAGANConfig:
     """
 
     backbone: str = option("dcgan", "the nets: 'dcgan' (DCGAN-style, torchgan's layout) or 'resnet' (the SAGAN "
-                                    "paper's residual nets)", cli={"choices": ("dcgan", "resnet")})
+                                    "paper's residual nets)", tags={"resnet": "resnet"},
+                           cli={"choices": ("dcgan", "resnet")})
     image_size: int = option(64, "height and width of the images, a power of 2 from 16 to 256")
     image_channels: int = option(3, "channels of the images (1: grayscale, 3: RGB)")
     encoding_dims: int = option(128, "size of the noise vector z")
