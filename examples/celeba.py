@@ -14,7 +14,8 @@ without a download. Everything goes to ``--out``: a sample grid per epoch from f
 (``config.json``), TensorBoard logs (``logs/``, ``tensorboard --logdir OUT/logs``: losses,
 samples, attention maps and gains, and Inception FID with ``--inception-weights``),
 torchgan's epoch summaries (``train.log``; ``--verbose`` prints them instead of the
-progress bar), and at the end ``real_vs_fake.png`` and ``attention.png``. Afterwards,
+progress bar), and at the end ``real_vs_fake.png``, ``attention.png`` and a memorization
+check (each sample's nearest training image, ``nearest.png``). Afterwards,
 ``python -m torchgan_sagan.generate OUT`` (and ``.evaluate``, ``.export``) take the folder.
 
 Every field of the config has a flag (``--step-channels``, ``--g-lr``, ``--attn-layout``,
@@ -49,7 +50,9 @@ from torchgan_sagan.cli import add_config_flags, config_overrides, parse_device
 from torchgan_sagan.checkpoints import UntrustedCheckpointError, find_checkpoints, latest_intact_checkpoint
 from torchgan_sagan.data import ImageFiles, embedded_faces, find_images, folder_transform
 from torchgan_sagan.distributed import init_distributed, launched_by_torchrun
+from torchgan_sagan.memorization import memorization_report
 from torchgan_sagan.metrics import InceptionFID
+from torchgan_sagan.sampling import generate
 from torchgan_sagan.monitoring import AttentionLogger, RunProgress, torchgan_output
 from torchgan_sagan.visualize import attention_figure, image_grid, real_vs_fake_figure
 
@@ -258,8 +261,31 @@ def finish(trainer: Trainer, loader: DataLoader, out: Path, test_noise: torch.Te
     real_vs_fake_figure(real, fake[: len(real)], out / "real_vs_fake.png")
     if generator.attn_resolutions:
         attention_figure(generator, test_noise[:4], out / "attention.png")
+    memorization_check(generator, loader, out)
     print(f"Samples: {out / 'samples'}; comparison: {out / 'real_vs_fake.png'}; "
           f"attention: {out / 'attention.png'}; TensorBoard: tensorboard --logdir {out / 'logs'}")
+
+
+def memorization_check(generator, loader: DataLoader, out: Path, max_real: int = 1000) -> None:
+    """Generation or copying? Each of 1000 samples' nearest training image (up to
+    ``max_real`` of them) in pixel space, against the training images' own nearest
+    neighbours; ``nearest.png`` shows eight samples over their nearest training images."""
+    from torchvision.utils import save_image
+
+    real = []
+    for batch in loader:
+        real.append(batch[0])
+        if sum(len(r) for r in real) >= max_real:
+            break
+    real = torch.cat(real)[:max_real]
+    fake = generate(generator, 1000, seed=12345)
+    report = memorization_report(fake, real)
+    save_image(image_grid(torch.cat([fake[:8], real[torch.tensor(report["indices"][:8])]]), nrow=8),
+               out / "nearest.png")
+    print(f"Memorization check ({len(real)} training images): a sample's nearest training image is at "
+          f"{report['sample_to_train']['median']:.2f} (median), a training image's nearest other one at "
+          f"{report['train_to_train']['median']:.2f}: ratio {report['median_ratio']:.2f} (about 1 or more: new "
+          f"images; well below 1: copies); {out / 'nearest.png'}")
 
 
 def main(argv=None) -> int:

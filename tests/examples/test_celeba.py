@@ -51,6 +51,7 @@ def _assert_outputs(out: Path, epochs: int):
         assert (out / "samples" / f"epoch{epoch}_generator.png").stat().st_size > 0
     assert (out / "samples" / "final.png").is_file()
     assert (out / "real_vs_fake.png").is_file() and (out / "attention.png").is_file()
+    assert (out / "nearest.png").is_file()
     assert len(list((out / "checkpoints").glob("gan*.model"))) == epochs
     assert list((out / "logs").glob("events.out.tfevents.*"))
 
@@ -71,6 +72,7 @@ def test_trains_on_the_embedded_faces_and_resumes(tmp_path):
     first = _run("--epochs", 1, "--max-images", 10, "--out", out, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("No --data-root given: training on the embedded faces")
+    assert "Memorization check (20 training images)" in first.stdout and "ratio" in first.stdout
     _assert_outputs(out, epochs=1)
 
     resumed = _run("--epochs", 2, "--max-images", 10, "--out", out, "--resume", cwd=tmp_path)
