@@ -29,6 +29,11 @@ Any of ours takes ``+`` options that change settings of its config, e.g.
 ``hinge+ema+diffaug`` (moving average of G, DiffAugment): ``EXTRA_TAGS`` and
 ``torchgan_sagan.cli.TAGS``.
 
+With ``--equal-time`` every variant is also scored at an equal wall-clock budget: the
+training time (evaluations excluded) the first variant needs for ``--iters``
+iterations. Faster variants train past ``--iters`` to reach it, slower ones are scored
+where they reach it; seconds per iteration are measured in the same run.
+
 Quality is measured offline (``torchgan_sagan.metrics``) at regular intervals: FID and
 KID in the feature space of a small digit classifier, and class coverage (how many of
 the 10 digits the samples hit, and the KL divergence of their class shares from the
@@ -55,7 +60,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 from torch.utils.data import DataLoader
@@ -145,24 +150,41 @@ def batches(dataset, batch: int, seed: int):
         yield from loader
 
 
-def run_variant(variant, seed, dataset, classifier, settings, workdir: Path, log) -> Dict:
+def run_variant(variant, seed, dataset, classifier, settings, workdir: Path, log,
+                budget: Optional[float] = None) -> Dict:
+    """Train ``settings["iters"]`` iterations, evaluating every ``eval_every``; with a
+    ``budget`` (seconds of training, evaluations excluded), also evaluate where the
+    training time reaches it, training past ``iters`` when needed (up to 10x)."""
     torch.manual_seed(seed)
     trainer = build_trainer(variant, 32, settings["step_channels"], workdir)
     real_images, real_labels = dataset.tensors
-    curve, start = [], time.time()
     stream = batches(dataset, settings["batch"], seed)
-    for it in range(1, settings["iters"] + 1):
+    curve, at_budget, train_time, at_iters, it = [], None, 0.0, 0.0, 0
+
+    def score(label: str) -> Dict:
+        point = {"iteration": it, "train_seconds": train_time,
+                 **evaluate(trainer.generator, real_images, real_labels, classifier, settings["samples"])}
+        accuracy = f"  class acc. {point['class_accuracy']:.3f}" if "class_accuracy" in point else ""
+        live = f"  FID of G's own weights {point['fid_live']:.2f}" if "fid_live" in point else ""
+        log(f"  {variant:15s} seed {seed} {label} {it:5d}: FID {point['fid']:8.2f}  KID {point['kid']:.4f}  "
+            f"classes {point['classes_hit']:2d}  KL {point['kl']:.3f}{accuracy}{live}")
+        return point
+
+    while it < settings["iters"] or (budget is not None and at_budget is None and it < 10 * settings["iters"]):
+        it += 1
+        start = time.perf_counter()
         train_step(trainer, *next(stream))
-        if it % settings["eval_every"] == 0 or it == settings["iters"]:
-            point = {"iteration": it, **evaluate(trainer.generator, real_images, real_labels,
-                                                 classifier, settings["samples"])}
-            curve.append(point)
-            accuracy = f"  class acc. {point['class_accuracy']:.3f}" if "class_accuracy" in point else ""
-            live = f"  FID of G's own weights {point['fid_live']:.2f}" if "fid_live" in point else ""
-            log(f"  {variant:15s} seed {seed} iter {it:5d}: FID {point['fid']:8.2f}  KID {point['kid']:.4f}  "
-                f"classes {point['classes_hit']:2d}  KL {point['kl']:.3f}{accuracy}{live}")
-    return {"curve": curve, "final": curve[-1], "train_seconds": time.time() - start,
-            "generator": trainer.generator}
+        train_time += time.perf_counter() - start
+        if it == settings["iters"]:
+            at_iters = train_time
+        point = None
+        if budget is not None and at_budget is None and train_time >= budget:
+            point = at_budget = score("time ")
+        if it <= settings["iters"] and (it % settings["eval_every"] == 0 or it == settings["iters"]):
+            curve.append(point or score("iter "))
+    return {"curve": curve, "final": curve[-1], "train_seconds": at_iters,
+            "seconds_per_iteration": at_iters / settings["iters"],
+            "at_budget": at_budget if budget is not None else curve[-1], "generator": trainer.generator}
 
 
 def seed_scenario(variants, classifier, settings, workdir: Path, out: Path, log) -> Dict:
@@ -239,8 +261,8 @@ def write_markdown(summary: Dict, path: Path) -> None:
         f"real digits. Mean ± std over seeds; lower FID/KID/KL is better, 10 classes is full coverage.",
         "",
         "| variant | FID | KID | classes hit | KL(gen ‖ real) | class accuracy | FID of G's own weights | "
-        "train s/run |",
-        "|---|---|---|---|---|---|---|---|",
+        "training s/run | s/iteration |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, r in summary["results"].items():
         f, k, c, kl = r["fid"], r["kid"], r["classes_hit"], r["kl"]
@@ -249,7 +271,20 @@ def write_markdown(summary: Dict, path: Path) -> None:
         lines.append(f"| {variant} | {f['mean']:.2f} ± {f['std']:.2f} | {k['mean']:.4f} ± {k['std']:.4f} | "
                      f"{c['mean']:.1f} ± {c['std']:.1f} | {kl['mean']:.3f} ± {kl['std']:.3f} | "
                      f"{acc} | {live} | "
-                     f"{r['train_seconds']['mean']:.0f} |")
+                     f"{r['train_seconds']['mean']:.0f} | {r['seconds_per_iteration']['mean']:.3f} |")
+    if meta.get("equal_time"):
+        first = next(iter(summary["results"]))
+        budget = summary["results"][first]["train_seconds"]["mean"]
+        lines += ["", f"At an equal wall-clock budget: {budget:.1f} s of training, what {first} needs for "
+                      f"{meta['iters']} iterations (evaluation time excluded; seconds per iteration measured "
+                      f"in this run).", "",
+                  "| variant | iterations in the budget | FID | KID | classes hit | KL(gen ‖ real) |",
+                  "|---|---|---|---|---|---|"]
+        for variant, r in summary["results"].items():
+            b = r["at_budget"]
+            lines.append(f"| {variant} | {b['iteration']['mean']:.0f} | {b['fid']['mean']:.2f} ± {b['fid']['std']:.2f} | "
+                         f"{b['kid']['mean']:.4f} ± {b['kid']['std']:.4f} | {b['classes_hit']['mean']:.1f} | "
+                         f"{b['kl']['mean']:.3f} ± {b['kl']['std']:.3f} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -288,6 +323,8 @@ def main(argv=None) -> int:
                         f"({', '.join('+' + t for t in sorted({**TAGS, **EXTRA_TAGS}))})")
     p.add_argument("--seeds", type=int, nargs="+", help="default: 0 1 2 (quick: 0)")
     p.add_argument("--iters", type=int, help="training iterations per run")
+    p.add_argument("--equal-time", action="store_true", help="also score every variant at the training time "
+                   "the first variant needs for --iters iterations (faster ones train longer)")
     args = p.parse_args(argv)
     for spec in args.variants:
         try:
@@ -313,7 +350,7 @@ def main(argv=None) -> int:
     classifier = digit_classifier(verbose=True)
     log(f"digit classifier: test accuracy {classifier.test_accuracy:.4f} on the held-out 25% of sklearn digits")
     command = " ".join(["python examples/compare_losses.py", *(sys.argv[1:] if argv is None else argv)])
-    meta = {"command": command, "date": time.strftime("%Y-%m-%d"),
+    meta = {"command": command, "date": time.strftime("%Y-%m-%d"), "equal_time": args.equal_time,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__,
             "classifier_test_accuracy": classifier.test_accuracy, **settings}
     if args.quick or args.scenario == "digits":
@@ -337,10 +374,11 @@ def main(argv=None) -> int:
 def digits_scenario(args, settings, classifier, workdir: Path, log) -> Dict:
     dataset = embedded_digits(32)
     per_variant: Dict[str, Dict] = {}
+    budget = None
     for variant in args.variants:
         runs = []
         for seed in settings["seeds"]:
-            run = run_variant(variant, seed, dataset, classifier, settings, workdir / variant, log)
+            run = run_variant(variant, seed, dataset, classifier, settings, workdir / variant, log, budget)
             runs.append(run)
             if seed == settings["seeds"][0]:
                 # Conditional: 100 samples, one class per column.
@@ -357,11 +395,18 @@ def digits_scenario(args, settings, classifier, workdir: Path, log) -> Dict:
             **({key: mean_std([r["final"][key] for r in runs])
                 for key in ("class_accuracy", "fid_live") if key in runs[0]["final"]}),
             "train_seconds": mean_std([r["train_seconds"] for r in runs]),
+            "seconds_per_iteration": mean_std([r["seconds_per_iteration"] for r in runs]),
+            "at_budget": {key: mean_std([float(r["at_budget"][key]) for r in runs])
+                          for key in ("fid", "kid", "classes_hit", "kl", "iteration", "train_seconds")},
             "curve": {"iteration": iters, "fid_mean": [statistics.fmean(f) for f in fids],
                       "fid_std": [statistics.stdev(f) if len(f) > 1 else 0.0 for f in fids],
                       "per_seed": [r["curve"] for r in runs]},
         }
         log(f"{variant}: FID {per_variant[variant]['fid']['mean']:.2f} ± {per_variant[variant]['fid']['std']:.2f}")
+        if args.equal_time and budget is None:
+            # The first variant's training time for its iterations is every other's budget.
+            budget = per_variant[variant]["train_seconds"]["mean"]
+            log(f"equal wall-clock budget: {budget:.1f} s of training ({variant}, {settings['iters']} iterations)")
     return per_variant
 
 

@@ -67,3 +67,19 @@ def test_bad_variants_exit_with_a_message(capsys):
     assert "unknown tag +fast in 'hinge+fast'" in capsys.readouterr().err
     assert harness.main(["--variants", "tutorial+cl"]) == 2
     assert "takes no options" in capsys.readouterr().err
+
+
+def test_equal_wall_clock_scores_every_variant_at_the_first_ones_training_time(tmp_path, classifier_cache,
+                                                                                digit_classifier, monkeypatch):
+    monkeypatch.setenv("TORCHGAN_SAGAN_CACHE", str(classifier_cache))
+    harness = _load_harness()
+    out = tmp_path / "eq"
+    assert harness.main(["--quick", "--scenario", "digits", "--variants", "hinge", "hinge+unfused",
+                         "--equal-time", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())["results"]
+    budget = results["hinge"]["train_seconds"]["mean"]
+    assert results["hinge"]["at_budget"]["iteration"]["mean"] == 12  # the reference: its own iterations
+    other = results["hinge+unfused"]["at_budget"]
+    assert other["train_seconds"]["mean"] >= budget and other["iteration"]["mean"] >= 1
+    assert results["hinge+unfused"]["seconds_per_iteration"]["mean"] > 0
+    assert "At an equal wall-clock budget" in (out / "results.md").read_text()
