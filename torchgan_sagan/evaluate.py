@@ -24,16 +24,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torchvision.utils import save_image
 
 from .cli import CommandError, command_parser, parse_device, require_at_least, run_command
 from .data import ImageFiles, embedded_digits, embedded_faces, find_images, folder_transform
+from .inception import inception_fid, inception_kid
 from .memorization import match_training_images, memorization_report
+from .metrics import digit_classifier, digit_scores
 from .runs import load_generator
-from .sampling import generate
+from .sampling import generate, sample_labels
 from .visualize import image_grid
 
 __all__ = ["build_parser", "real_images", "evaluate_generator", "main"]
@@ -73,35 +75,24 @@ def real_images(name: str, generator, *, max_real: int = 5000, crop: Optional[in
 
 def evaluate_generator(generator, real: torch.Tensor, labels: Optional[torch.Tensor], *, kind: str,
                        num_samples: int, seed: int, inception_weights: Optional[Path] = None,
-                       device=None, batch_size: int = 250) -> Dict:
+                       device=None, batch_size: int = 250) -> Tuple[Dict, torch.Tensor]:
     """The scores of :mod:`torchgan_sagan.evaluate` for ``generator`` against ``real``
-    (``kind``: ``"digits"`` or anything else); ``fake`` is kept for pictures."""
+    (``kind``: ``"digits"`` or anything else), and the generated samples they scored."""
     fake = generate(generator, num_samples, seed=seed, device=device, batch_size=batch_size,
                     progress=num_samples > batch_size)
     result: Dict = {"samples": num_samples, "real_images": len(real)}
     if kind == "digits":
-        from .metrics import class_accuracy, class_coverage, digit_classifier, fid, kid, sample_labels
-
         classifier = digit_classifier()
         result["features"] = f"digit classifier (test accuracy {classifier.test_accuracy:.4f})"
-        result["fid"] = fid(real, fake, classifier)
-        result["kid"] = kid(real, fake, classifier)
-        coverage = class_coverage(fake, classifier, labels)
-        result.update(classes_hit=coverage["classes_hit"], kl=coverage["kl"], histogram=coverage["histogram"])
-        asked = sample_labels(generator, num_samples)
-        if asked is not None:
-            result["class_accuracy"] = class_accuracy(fake, asked, classifier)
+        result.update(digit_scores(fake, real, labels, classifier, sample_labels(generator, num_samples)))
     elif inception_weights is not None:
-        from .inception import inception_fid, inception_kid
-
         result["features"] = f"Inception-v3 ({inception_weights})"
         result["fid"] = inception_fid(real, fake, inception_weights)
         result["kid"] = inception_kid(real, fake, inception_weights)
     else:
         result["features"] = None
     result["memorization"] = memorization_report(fake, real)
-    result["fake"] = fake
-    return result
+    return result, fake
 
 
 def _table(result: Dict) -> str:
@@ -133,10 +124,9 @@ def run(args: argparse.Namespace) -> Dict:
     generator = load_generator(args.run, device=device, trust_checkpoint=args.trust_checkpoint)
     real, labels = real_images(args.real, generator, max_real=args.max_real, crop=args.crop)
     kind = "digits" if args.real == "digits" else "images"
-    result = evaluate_generator(generator, real, labels, kind=kind, num_samples=args.num, seed=args.seed,
-                                inception_weights=args.inception_weights, device=device,
-                                batch_size=args.batch_size)
-    fake = result.pop("fake")
+    result, fake = evaluate_generator(generator, real, labels, kind=kind, num_samples=args.num, seed=args.seed,
+                                      inception_weights=args.inception_weights, device=device,
+                                      batch_size=args.batch_size)
     out = args.out or (args.run if args.run.is_dir() else args.run.parent) / "evaluation.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     nearest = real[torch.tensor(result["memorization"]["indices"][:8])]

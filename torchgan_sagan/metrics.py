@@ -42,6 +42,7 @@ __all__ = [
     "generate",
     "sample_labels",
     "class_accuracy",
+    "digit_scores",
     "evaluate",
     "diversity",
     "mean_std",
@@ -140,18 +141,26 @@ def class_accuracy(images: torch.Tensor, labels: torch.Tensor, classifier: Digit
     return float((predicted == labels).double().mean())
 
 
-def evaluate(generator: nn.Module, real_images: torch.Tensor, real_labels: torch.Tensor,
-             classifier: DigitClassifier, num_samples: int, *, seed: int = 12345) -> Dict:
-    """FID, KID (mean), class coverage and, for a conditional generator, class accuracy
-    of ``num_samples`` seeded samples against the real digits. For a generator with a
-    moving average, ``fid_live`` is the FID of its own (trained) weights beside it."""
-    fake = generate(generator, num_samples, seed=seed)
+def digit_scores(fake: torch.Tensor, real_images: torch.Tensor, real_labels: Optional[torch.Tensor],
+                 classifier: DigitClassifier, asked: Optional[torch.Tensor] = None) -> Dict:
+    """FID, KID (``{"mean", "std"}``) and class coverage of generated digits against the
+    real ones, and class accuracy when ``asked`` gives the class each was generated for."""
     coverage = class_coverage(fake, classifier, real_labels)
-    result = {"fid": fid(real_images, fake, classifier), "kid": kid(real_images, fake, classifier)["mean"],
+    result = {"fid": fid(real_images, fake, classifier), "kid": kid(real_images, fake, classifier),
               "classes_hit": coverage["classes_hit"], "kl": coverage["kl"], "histogram": coverage["histogram"]}
-    asked = sample_labels(generator, num_samples)
     if asked is not None:
         result["class_accuracy"] = class_accuracy(fake, asked, classifier)
+    return result
+
+
+def evaluate(generator: nn.Module, real_images: torch.Tensor, real_labels: torch.Tensor,
+             classifier: DigitClassifier, num_samples: int, *, seed: int = 12345) -> Dict:
+    """:func:`digit_scores` (with KID as its mean) of ``num_samples`` seeded samples. For
+    a generator with a moving average, ``fid_live`` is the FID of its own (trained)
+    weights beside it."""
+    fake = generate(generator, num_samples, seed=seed)
+    result = digit_scores(fake, real_images, real_labels, classifier, sample_labels(generator, num_samples))
+    result["kid"] = result["kid"]["mean"]
     if getattr(generator, "ema", None) is not None:
         generator.use_ema = False
         try:
