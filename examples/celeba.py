@@ -54,7 +54,7 @@ from torchgan_sagan.memorization import memorization_report
 from torchgan_sagan.metrics import InceptionFID
 from torchgan_sagan.sampling import generate
 from torchgan_sagan.monitoring import AttentionLogger, RunProgress, torchgan_output
-from torchgan_sagan.visualize import attention_figure, image_grid, real_vs_fake_figure
+from torchgan_sagan.visualize import attention_figure, image_grid, nearest_grid, real_vs_fake_figure
 
 EMBEDDED_CONFIG = "sagan_faces_32"
 FOLDER_CONFIG = "sagan_celeba_64"
@@ -280,8 +280,7 @@ def memorization_check(generator, loader: DataLoader, out: Path, max_real: int =
     real = torch.cat(real)[:max_real]
     fake = generate(generator, 1000, seed=12345)
     report = memorization_report(fake, real)
-    save_image(image_grid(torch.cat([fake[:8], real[torch.tensor(report["indices"][:8])]]), nrow=8),
-               out / "nearest.png")
+    save_image(nearest_grid(fake, real, report["indices"]), out / "nearest.png")
     print(f"Memorization check ({len(real)} training images): a sample's nearest training image is at "
           f"{report['sample_to_train']['median']:.2f} (median), a training image's nearest other one at "
           f"{report['train_to_train']['median']:.2f}: ratio {report['median_ratio']:.2f} (about 1 or more: new "

@@ -36,7 +36,7 @@ from .memorization import match_training_images, memorization_report
 from .metrics import digit_classifier, digit_scores
 from .runs import load_generator
 from .sampling import generate, sample_labels
-from .visualize import image_grid
+from .visualize import nearest_grid
 
 __all__ = ["build_parser", "real_images", "evaluate_generator", "main"]
 
@@ -129,8 +129,7 @@ def run(args: argparse.Namespace) -> Dict:
                                       batch_size=args.batch_size)
     out = args.out or (args.run if args.run.is_dir() else args.run.parent) / "evaluation.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    nearest = real[torch.tensor(result["memorization"]["indices"][:8])]
-    save_image(image_grid(torch.cat([fake[:8], nearest]), nrow=min(8, len(fake))), out.parent / "nearest.png")
+    save_image(nearest_grid(fake, real, result["memorization"]["indices"]), out.parent / "nearest.png")
     result["memorization"]["indices"] = result["memorization"]["indices"][:100]
     out.write_text(json.dumps({"run": str(args.run), "real": args.real, "seed": args.seed, **result}, indent=2))
     print(_table(result))

@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid
 
+from .memorization import match_training_images
 from .models import SAGANGenerator
 
-__all__ = ["image_grid", "default_queries", "attention_maps_of", "attention_grid", "attention_figure",
-           "real_vs_fake_figure"]
+__all__ = ["image_grid", "nearest_grid", "default_queries", "attention_maps_of", "attention_grid",
+           "attention_figure", "real_vs_fake_figure"]
 
 
 def _pyplot():
@@ -37,6 +38,15 @@ def image_grid(images: torch.Tensor, nrow: Optional[int] = None) -> torch.Tensor
     """Images in [-1, 1], (B, C, H, W) -> one (3, H', W') grid in [0, 1]."""
     nrow = nrow or max(1, int(len(images) ** 0.5))
     return make_grid(images.detach().cpu().float(), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2, pad_value=1.0)
+
+
+def nearest_grid(samples: torch.Tensor, training: torch.Tensor, indices, count: int = 8) -> torch.Tensor:
+    """The first ``count`` samples in a row over their nearest training images
+    (``indices``, as :func:`~torchgan_sagan.memorization.memorization_report` gives
+    them): one (3, H', W') grid in [0, 1]."""
+    count = min(count, len(samples))
+    nearest = match_training_images(training[torch.as_tensor(list(indices[:count]))], samples)
+    return image_grid(torch.cat([samples[:count], nearest]), nrow=count)
 
 
 def _to_numpy_image(image: torch.Tensor):
