@@ -3,7 +3,7 @@
 A torchgan checkpoint is a pickle: besides tensors it holds the loss and metric
 objects of the run. :func:`load_checkpoint` reads it with ``torch.load(...,
 weights_only=True)`` and an allowlist of exactly the classes such a checkpoint of
-this package holds (:data:`SAFE_GLOBALS`: torchgan's losses and metrics, this
+this package holds (:func:`safe_globals`: torchgan's losses and metrics, this
 package's, and the few ``torch.nn`` layers of the digit classifier that its metrics
 keep). Anything else in the file is refused with an :class:`UntrustedCheckpointError`
 that names it; ``trust=True`` (``--trust-checkpoint`` on the command lines) loads it
@@ -20,12 +20,13 @@ import pickle
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, BinaryIO, Callable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 
 __all__ = [
+    "atomic_write",
     "atomic_save",
     "load_checkpoint",
     "find_checkpoints",
@@ -46,11 +47,11 @@ class CorruptCheckpointError(ValueError):
     """The checkpoint cannot be read (truncated, corrupt, or not a torch file)."""
 
 
-def atomic_save(obj: Any, path: PathLike) -> None:
-    """``torch.save(obj, path)`` through a temporary file in the same folder.
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` with ``write(file)`` through a temporary file in the same folder.
 
     The file is written and synced under a temporary name, then renamed over
-    ``path`` in one step, so an interrupted save leaves the previous file intact
+    ``path`` in one step, so an interrupted write leaves the previous file intact
     and never a truncated one.
     """
     path = os.fspath(path)
@@ -58,7 +59,7 @@ def atomic_save(obj: Any, path: PathLike) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -66,6 +67,11 @@ def atomic_save(obj: Any, path: PathLike) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_save(obj: Any, path: PathLike) -> None:
+    """``torch.save(obj, path)``, atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _module_classes(module) -> List[type]:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 
-from .checkpoints import find_checkpoints, latest_intact_checkpoint, load_checkpoint
+from .checkpoints import atomic_write, find_checkpoints, latest_intact_checkpoint, load_checkpoint
 from .configs import SAGANConfig
 
 __all__ = ["CONFIG_FILE", "RecordsConfig", "write_config", "read_config", "resolve_checkpoint",
@@ -50,10 +49,7 @@ def write_config(cfg: SAGANConfig, folder: PathLike) -> Path:
     """Write ``cfg`` to ``folder/config.json`` (atomically); return the path."""
     path = Path(folder) / CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(cfg.to_dict(), f, indent=2)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(json.dumps(cfg.to_dict(), indent=2).encode()))
     return path
 
 
