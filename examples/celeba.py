@@ -143,7 +143,7 @@ def resume_from(out: Path, trust: bool, say) -> Path:
     if not find_checkpoints(folder):
         raise CliError(f"--resume: no checkpoint (*.model) in {folder}; run once without --resume first")
     try:
-        found, damaged = latest_intact_checkpoint(folder, trust=trust)
+        found, _, damaged = latest_intact_checkpoint(folder, trust=trust)
     except UntrustedCheckpointError as err:
         raise CliError(str(err)) from err
     for path, err in damaged:

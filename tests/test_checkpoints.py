@@ -86,7 +86,7 @@ def test_latest_intact_checkpoint_skips_damaged_newer_ones(tmp_path):
         atomic_save({"i": i}, tmp_path / f"gan{i}.model")
         os.utime(tmp_path / f"gan{i}.model", (1000 + i, 1000 + i))
     (tmp_path / "gan2.model").write_bytes(b"truncated")
-    found, damaged = latest_intact_checkpoint(tmp_path)
-    assert found == tmp_path / "gan1.model"
+    found, contents, damaged = latest_intact_checkpoint(tmp_path)
+    assert found == tmp_path / "gan1.model" and contents == {"i": 1}
     assert [p.name for p, _ in damaged] == ["gan2.model"]
     assert find_checkpoints(tmp_path)[0].name == "gan2.model"

@@ -140,16 +140,16 @@ def find_checkpoints(folder: PathLike) -> List[Path]:
 
 
 def latest_intact_checkpoint(folder: PathLike, *, trust: bool = False
-                             ) -> Tuple[Optional[Path], List[Tuple[Path, CorruptCheckpointError]]]:
-    """The newest checkpoint in ``folder`` that reads, and the newer ones that did not
-    (each with its error). ``(None, [...])`` when none reads. An untrusted file is not
-    skipped: its error propagates."""
+                             ) -> Tuple[Optional[Path], Optional[dict], List[Tuple[Path, CorruptCheckpointError]]]:
+    """The newest checkpoint in ``folder`` that reads, its contents (read once, here),
+    and the newer ones that did not read (each with its error). ``(None, None, [...])``
+    when none reads. An untrusted file is not skipped: its error propagates."""
     corrupt = []
     for path in find_checkpoints(folder):
         try:
-            load_checkpoint(path, trust=trust)
+            contents = load_checkpoint(path, trust=trust)
         except CorruptCheckpointError as err:
             corrupt.append((path, err))
             continue
-        return path, corrupt
-    return None, corrupt
+        return path, contents, corrupt
+    return None, None, corrupt

@@ -66,39 +66,38 @@ def read_config(path: PathLike, checkpoint: Optional[dict] = None) -> SAGANConfi
     if checkpoint is not None and checkpoint.get("sagan_config") is not None:
         return SAGANConfig.from_dict(checkpoint["sagan_config"])
     if path.is_dir():
-        candidates = [path / CONFIG_FILE]
+        config_file = path / CONFIG_FILE
     elif path.suffix == ".json":
-        candidates = [path]
+        config_file = path
     else:
-        candidates = [_run_folder(path) / CONFIG_FILE]
-    for candidate in candidates:
-        if candidate.is_file():
-            try:
-                return SAGANConfig.from_dict(json.loads(candidate.read_text()))
-            except (json.JSONDecodeError, TypeError, KeyError) as err:
-                raise ValueError(f"{str(candidate)!r} is not a readable config ({err})") from None
+        config_file = _run_folder(path) / CONFIG_FILE
+    if config_file.is_file():
+        try:
+            return SAGANConfig.from_dict(json.loads(config_file.read_text()))
+        except (json.JSONDecodeError, TypeError, KeyError) as err:
+            raise ValueError(f"{str(config_file)!r} is not a readable config ({err})") from None
     raise ValueError(f"{str(path)!r} records no config: it was written by a Trainer that make_trainer did not "
                      f"build (or by an older release). Rebuild the generator with the arguments you trained it "
                      f"with and load checkpoint['generator'] into it")
 
 
-def resolve_checkpoint(path: PathLike, *, trust: bool = False) -> Tuple[Path, list]:
-    """A checkpoint file from a file or a run folder: a folder gives its newest intact
-    ``*.model`` (under ``checkpoints/`` or directly in it). Returns the file and the
-    newer files that could not be read."""
+def resolve_checkpoint(path: PathLike, *, trust: bool = False) -> Tuple[Path, dict, list]:
+    """A checkpoint from a file or a run folder: a folder gives its newest intact
+    ``*.model`` (under ``checkpoints/`` or directly in it). Returns the file, its
+    contents (read once) and the newer files that could not be read."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{str(path)!r} does not exist: pass a run folder or a checkpoint file")
     if path.is_file():
-        return path, []
+        return path, load_checkpoint(path, trust=trust), []
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     if not find_checkpoints(folder):
         raise FileNotFoundError(f"no checkpoint (*.model) in {str(folder)!r}")
-    found, corrupt = latest_intact_checkpoint(folder, trust=trust)
+    found, contents, corrupt = latest_intact_checkpoint(folder, trust=trust)
     if found is None:
         raise ValueError(f"none of the {len(corrupt)} checkpoint(s) in {str(folder)!r} can be read: "
                          f"{corrupt[0][1]}")
-    return found, corrupt
+    return found, contents, corrupt
 
 
 def load_generator(path: PathLike, *, device: Any = "cpu", trust_checkpoint: bool = False) -> nn.Module:
@@ -109,8 +108,7 @@ def load_generator(path: PathLike, *, device: Any = "cpu", trust_checkpoint: boo
     (see :func:`~torchgan_sagan.checkpoints.load_checkpoint`). ``G.config`` is the
     config it was built from.
     """
-    checkpoint_path, _ = resolve_checkpoint(path, trust=trust_checkpoint)
-    checkpoint = load_checkpoint(checkpoint_path, trust=trust_checkpoint)
+    checkpoint_path, checkpoint, _ = resolve_checkpoint(path, trust=trust_checkpoint)
     if not isinstance(checkpoint, dict) or "generator" not in checkpoint:
         raise ValueError(f"{str(checkpoint_path)!r} is not a torchgan checkpoint: it has no 'generator' entry")
     cfg = read_config(checkpoint_path, checkpoint).replace(compile=False)
