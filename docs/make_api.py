@@ -32,6 +32,7 @@ MODULES = [
     "torchgan_sagan.training",
     "torchgan_sagan.runs",
     "torchgan_sagan.monitoring",
+    "torchgan_sagan.deferred_logging",
     "torchgan_sagan.cli",
     "torchgan_sagan.ema",
     "torchgan_sagan.augment",

@@ -27,7 +27,8 @@ def main() -> None:
     torch.manual_seed(rank)  # different initial weights on each rank
     cfg = get_config("sagan_32", image_channels=1, step_channels=8, batch_size=4, epochs=1, sample_size=4,
                      d_batchnorm=True, ema_decay=0.5)
-    trainer = make_trainer(cfg, out=out, distributed=True, sync_batchnorm=sync)
+    # gloo on the CPU, also where there are GPUs (fewer of them than ranks, perhaps).
+    trainer = make_trainer(cfg, out=out, distributed=True, sync_batchnorm=sync, backend="gloo")
     initial = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
     train_step(trainer, torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(100 + rank)) * 2 - 1)
     torch.save({"generator": trainer.generator.state_dict(), "discriminator": trainer.discriminator.state_dict(),

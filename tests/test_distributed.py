@@ -149,20 +149,22 @@ def test_feature_matching_turns_on_unused_parameter_detection(world_of_one):
                          ids=["plain", "ema-diffaugment", "conditional", "resnet"])
 def test_torchgans_parallel_trainer_trains_our_nets(tmp_path, overrides):
     """torchgan's ParallelTrainer wraps every child of a net in DataParallel (on a machine
-    without GPUs DataParallel calls the module directly, so this checks the plumbing)."""
+    without GPUs DataParallel calls the module directly, so this checks the plumbing;
+    with one, the first GPU)."""
     from torchgan.trainer import ParallelTrainer
 
     from torchgan_sagan import get_config
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     cfg = get_config("sagan_32", image_channels=1, step_channels=8, sample_size=4, epochs=1, **overrides)
-    trainer = ParallelTrainer(cfg.network_params(), cfg.losses(), devices=[torch.device("cpu")],
+    trainer = ParallelTrainer(cfg.network_params(), cfg.losses(), devices=[torch.device(device, 0)],
                               checkpoints=str(tmp_path / "gan"), recon=str(tmp_path), **cfg.trainer_kwargs())
     assert isinstance(trainer.generator.model, torch.nn.DataParallel)
     data = torch.utils.data.TensorDataset(torch.rand(8, 1, 32, 32) * 2 - 1, torch.randint(0, 10, (8,)))
     trainer(torch.utils.data.DataLoader(data, batch_size=4))
     g = trainer.generator.eval()
-    assert g(*g.sampler(4, "cpu")).shape == (4, 1, 32, 32)
-    assert g.attention_maps(*g.sampler(2, "cpu"))[1][16].shape == (2, 256, 64)
+    assert g(*g.sampler(4, device)).shape == (4, 1, 32, 32)
+    assert g.attention_maps(*g.sampler(2, device))[1][16].shape == (2, 256, 64)
     if "ema_decay" in overrides:
         assert int(g.ema.module.steps) == 2
 

@@ -110,7 +110,9 @@ def test_trainer_maps_its_arguments_to_the_hinge_losses(tmp_path):
     lgen, ldis = train_step(trainer, torch.rand(4, 3, 16, 16) * 2 - 1)
     info = trainer.loss_information
     assert (info["generator_iters"], info["discriminator_iters"]) == (1, 1)
-    assert ldis >= 0 and isinstance(lgen, float)
+    # Device scalars, not floats: reading them back would be a host sync on a GPU.
+    assert isinstance(lgen, torch.Tensor) and lgen.shape == () and not lgen.requires_grad
+    assert ldis >= 0
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -156,3 +158,43 @@ def test_freezing_d_leaves_the_generator_update_unchanged():
         HingeGeneratorLoss(freeze_discriminator=freeze).train_ops(g, d, optimizer, torch.device("cpu"), 4)
         updates.append([p.detach().clone() for p in g.parameters()])
     assert all(torch.allclose(a, b) for a, b in zip(*updates))
+
+
+def test_the_discriminator_step_normalizes_each_weight_once_and_builds_no_graph_through_g():
+    torch.manual_seed(0)
+    g, d = SAGANGenerator(8, 16, 3, 8), SAGANDiscriminator(16, 3, 8)
+    norms = [m for m in d.modules() if type(m).__name__ == "_SpectralNorm"]
+    calls, fakes = [], []
+    for m in norms:
+        m.register_forward_hook(lambda module, args, out: calls.append(module))
+    g.register_forward_hook(lambda module, args, out: fakes.append(out))
+    optimizer = Adam(d.parameters(), lr=1e-4, betas=(0.0, 0.9))
+    loss = HingeDiscriminatorLoss().train_ops(g, d, optimizer, torch.rand(4, 3, 16, 16) * 2 - 1, torch.device("cpu"))
+    assert norms and len(calls) == len(norms)  # one power iteration per weight for D(real) and D(fake)
+    assert len(fakes) == 1 and fakes[0].grad_fn is None
+    assert all(p.grad is not None for p in d.parameters()) and all(p.grad is None for p in g.parameters())
+    assert loss.shape == () and not loss.requires_grad
+
+
+def test_the_discriminator_step_computes_torchgans_loss_and_update():
+    """Same seed, same nets: the package's D step and torchgan's give one loss and one
+    update (torchgan's with D's normalized weights computed once too, as in ours)."""
+    from torch.nn.utils import parametrize
+
+    results = []
+    for ours in (True, False):
+        torch.manual_seed(0)
+        g, d = SAGANGenerator(8, 16, 3, 8), SAGANDiscriminator(16, 3, 8)
+        optimizer = Adam(d.parameters(), lr=1e-4, betas=(0.0, 0.9))
+        loss = HingeDiscriminatorLoss()
+        torch.manual_seed(1)
+        args = (g, d, optimizer, torch.rand(4, 3, 16, 16) * 2 - 1, torch.device("cpu"))
+        if ours:
+            value = loss.train_ops(*args)
+        else:
+            with parametrize.cached():
+                value = DiscriminatorLoss.train_ops(loss, *args)
+        results.append((float(value), [p.detach().clone() for p in d.parameters()]))
+    (ours, ours_params), (theirs, their_params) = results
+    assert abs(ours - theirs) < 1e-5
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours_params, their_params))

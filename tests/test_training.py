@@ -35,7 +35,8 @@ def test_train_step_runs_what_the_trainer_runs_per_batch(tmp_path):
     # ncritic=2: a D step every iteration, a G step every second one.
     assert (info["discriminator_iters"], info["generator_iters"]) == (2, 1)
     assert trainer.batch_size == 4 and trainer.real_inputs is not None
-    assert isinstance(lgen, float) and isinstance(ldis, float)
+    assert lgen == 0.0 and ldis.shape == ()  # no G step this time; D's loss, a device scalar
+    assert trainer.logger.iteration == 2  # the logger's per-iteration hook ran
 
 
 def test_cuda_settings_default_on_for_cuda_and_leave_the_cpu_alone():

@@ -40,7 +40,9 @@ skipped where it is not needed:
    net with one ``.item()`` per parameter: on a GPU, dozens of host syncs per step.
    The replacement computes the same sum with ``torch._foreach_norm`` and reads it
    once per net; the logged value, its threshold and the ``zero_grad`` that follows
-   are unchanged. Applied to torchgan 0.1.0 only.
+   are unchanged. Under this package's trainers the sum is not read at all until the
+   logger reads everything back at once (:mod:`torchgan_sagan.deferred_logging`).
+   Applied to torchgan 0.1.0 only.
 
 Resuming keeps torchgan's meaning of ``epochs``: it is the total, not the number
 still to run. A checkpoint written after epoch *k* (counting from 1) resumes at
@@ -158,12 +160,21 @@ def _fix_checkpoint_writes() -> None:
 
 
 def _update_grads(self, name, model, eps=1e-5):
-    """torchgan's ``GradientVisualize.update_grads`` with one host read per net."""
+    """torchgan's ``GradientVisualize.update_grads`` with one host read per net, or none
+    where the logger reads its logs back later (``deferred``, see
+    :mod:`torchgan_sagan.deferred_logging`)."""
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not grads:
         return
     norms = torch._foreach_norm(grads)  # one launch for all tensors
-    gradsum = float(torch.stack([n.double() for n in norms]).pow(2).sum())  # the one host read
+    gradsum = torch.stack([n.double() for n in norms]).pow(2).sum()
+    if getattr(self, "deferred", False):
+        # Kept on the device; zeroing gradients below eps too changes nothing, since
+        # every training step zeroes its optimizer's gradients before its backward.
+        self.logs[name][len(self.logs[name]) - 1] += torch.where(gradsum > eps, gradsum, 0.0)
+        model.zero_grad()
+        return
+    gradsum = float(gradsum)  # the one host read
     if gradsum > eps:
         self.logs[name][len(self.logs[name]) - 1] += gradsum
         model.zero_grad()

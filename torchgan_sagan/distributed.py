@@ -52,6 +52,7 @@ from torchgan.losses import DiscriminatorLoss, FeatureMatchingGeneratorLoss, Gen
 from torchgan.models import Discriminator, Generator
 from torchgan.trainer import Trainer
 
+from .deferred_logging import DeferredLogging
 from .ema import WeightEMA
 from .runs import RecordsConfig
 
@@ -172,7 +173,7 @@ def _skip_replicated_ema_buffers(net: torch.nn.Module) -> None:
             dist.broadcast(buffers[name], src=0)
 
 
-class DistributedTrainer(RecordsConfig, Trainer):
+class DistributedTrainer(DeferredLogging, RecordsConfig, Trainer):
     """torchgan's ``Trainer`` over ``DistributedDataParallel``, one process per device.
 
     Takes the ``Trainer``'s arguments (``models``, ``losses_list``, ``metrics_list``,

@@ -10,11 +10,9 @@ the margins of the discriminator loss from ever being reached.
 
 from __future__ import annotations
 
-import functools
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
 from torch.nn.parallel import DistributedDataParallel
 from torchgan.losses import DiscriminatorLoss, GeneratorLoss
 
@@ -67,42 +65,75 @@ def hinge_discriminator_loss(
     return _reduce(real, reduction) + _reduce(fake, reduction)
 
 
-def _scalar_train_ops(train_ops: Callable) -> Callable:
-    """torchgan's ``train_ops``, refusing ``reduction='none'`` first (training needs a
-    scalar loss). The wrapper keeps the signature of torchgan's method, from which the
-    Trainer maps its attributes to the arguments by name."""
+def _samples(generator, batch_size: int, device, labels, *, grad: bool = True):
+    """G's images for a training step and the labels they are judged with: the batch's
+    labels, or random ones where G draws its own (``label_type="generated"``).
+    ``grad=False``: no autograd graph through G (D's step does not differentiate G)."""
+    if labels is None and generator.label_type == "required":
+        raise ValueError("this generator needs class labels: train it on a dataset that yields (images, labels)")
+    noise = torch.randn(batch_size, generator.encoding_dims, device=device)
+    if generator.label_type == "generated":
+        labels = torch.randint(0, generator.num_classes, (batch_size,), device=device)
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        fake = generator(noise) if generator.label_type == "none" else generator(noise, labels)
+    return fake, labels
 
-    @functools.wraps(train_ops)
-    def checked(self, *args, **kwargs):
-        check_scalar_reduction(type(self).__name__, self.reduction)
-        return train_ops(self, *args, **kwargs)
 
-    return checked
+def _judge(discriminator, images: torch.Tensor, labels) -> torch.Tensor:
+    return discriminator(images) if discriminator.label_type == "none" else discriminator(images, labels)
 
 
-def _generator_step(train_ops: Callable) -> Callable:
-    """torchgan's generator ``train_ops`` (signature kept), computing no gradients for
-    D's weights: only G is updated in this step, and D's weight gradients would be
-    thrown away (and, under DDP, all-reduced first). With ``freeze_discriminator`` the
-    step sees the net inside a DDP wrapper, with its parameters frozen for the step."""
-    checked = _scalar_train_ops(train_ops)
+def _check_scalar(loss) -> None:
+    check_scalar_reduction(type(loss).__name__, loss.reduction)
 
-    @functools.wraps(train_ops)
-    def step(self, generator, discriminator, *args, **kwargs):
-        if not getattr(self, "freeze_discriminator", True):
-            return checked(self, generator, discriminator, *args, **kwargs)
-        if isinstance(discriminator, DistributedDataParallel):
-            discriminator = discriminator.module
-        frozen = [p for p in discriminator.parameters() if p.requires_grad]
+
+def _generator_step(self, generator, discriminator, optimizer_generator, device, batch_size, labels=None):
+    """The generator's training step (torchgan's ``GeneratorLoss.train_ops``, same
+    signature and order of operations) returning the loss as a detached device scalar
+    rather than reading it back with ``.item()``: no host sync (see
+    :mod:`torchgan_sagan.deferred_logging`). With ``freeze_discriminator`` D's weights
+    get no gradients: only G is updated here, and D's weight gradients would be thrown
+    away (and, under DDP, all-reduced first); the step sees the net inside a DDP
+    wrapper, with its parameters frozen for the step."""
+    if self.override_train_ops is not None:
+        return self.override_train_ops(generator, discriminator, optimizer_generator, device, batch_size, labels)
+    _check_scalar(self)
+    net = discriminator.module if isinstance(discriminator, DistributedDataParallel) else discriminator
+    frozen = [p for p in net.parameters() if p.requires_grad] if self.freeze_discriminator else []
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        optimizer_generator.zero_grad()
+        fake, fake_labels = _samples(generator, batch_size, device, labels)
+        loss = self(_judge(discriminator, fake, fake_labels))
+        loss.backward()
+    finally:
         for p in frozen:
-            p.requires_grad_(False)
-        try:
-            return checked(self, generator, discriminator, *args, **kwargs)
-        finally:
-            for p in frozen:
-                p.requires_grad_(True)
+            p.requires_grad_(True)
+    optimizer_generator.step()
+    return loss.detach()
 
-    return step
+
+def _discriminator_step(self, generator, discriminator, optimizer_discriminator, real_inputs, device, labels=None):
+    """The discriminator's training step (torchgan's ``DiscriminatorLoss.train_ops``,
+    same signature), returning the loss as a detached device scalar. G's images are
+    made without an autograd graph (torchgan builds one, then detaches), and D's
+    spectrally normalized weights are computed once for its two calls (real, fake),
+    with one power iteration, where torchgan's step computes them twice: on a GPU,
+    where a step of these small nets is bound by kernel launches, that matters."""
+    if self.override_train_ops is not None:
+        return self.override_train_ops(self, generator, discriminator, optimizer_discriminator, real_inputs,
+                                       device, labels)
+    _check_scalar(self)
+    if labels is None and discriminator.label_type == "required":
+        raise ValueError("this discriminator needs class labels: train it on a dataset that yields (images, labels)")
+    optimizer_discriminator.zero_grad()
+    fake, fake_labels = _samples(generator, real_inputs.size(0), device, labels, grad=False)
+    with parametrize.cached():
+        loss = self(_judge(discriminator, real_inputs, labels), _judge(discriminator, fake, fake_labels))
+    loss.backward()
+    optimizer_discriminator.step()
+    return loss.detach()
 
 
 class HingeGeneratorLoss(GeneratorLoss):
@@ -123,7 +154,7 @@ class HingeGeneratorLoss(GeneratorLoss):
     def forward(self, dgz: torch.Tensor) -> torch.Tensor:
         return hinge_generator_loss(dgz, self.reduction)
 
-    train_ops = _generator_step(GeneratorLoss.train_ops)
+    train_ops = _generator_step
 
 
 class HingeDiscriminatorLoss(DiscriminatorLoss):
@@ -141,4 +172,4 @@ class HingeDiscriminatorLoss(DiscriminatorLoss):
     def forward(self, dx: torch.Tensor, dgz: torch.Tensor) -> torch.Tensor:
         return hinge_discriminator_loss(dx, dgz, self.reduction)
 
-    train_ops = _scalar_train_ops(DiscriminatorLoss.train_ops)
+    train_ops = _discriminator_step

@@ -60,9 +60,14 @@ class RunProgress:
         remaining = max(0, self.trainer.epochs - self.trainer.start_epoch)
         return tqdm(total=remaining * len(self.loader), unit="it", dynamic_ncols=True, disable=not self.show)
 
-    def postfix(self) -> str:
-        """The epoch, the running mean losses and the latest metric values."""
+    def postfix(self) -> Optional[str]:
+        """The epoch, the running mean losses and the latest metric values; ``None``
+        while the losses are still device scalars (they are read back every
+        ``log_every`` iterations, see :mod:`torchgan_sagan.deferred_logging`, and the
+        bar does not force a read in between)."""
         info = self.trainer.loss_information
+        if any(isinstance(v, torch.Tensor) for v in info.values()):
+            return None
         parts = [f"epoch {self.epoch}/{self.trainer.epochs}"]
         if info["generator_iters"]:
             parts.append(f"G {info['generator_losses'] / info['generator_iters']:.3f}")
@@ -85,7 +90,9 @@ class RunProgress:
         for batch in self.loader:
             yield batch
             self.bar.update(1)
-            self.bar.set_postfix_str(self.postfix(), refresh=False)
+            postfix = self.postfix()
+            if postfix is not None:
+                self.bar.set_postfix_str(postfix, refresh=False)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -23,14 +23,18 @@ import torch
 from torchgan.trainer import Trainer
 
 from .configs import SAGANConfig
+from .deferred_logging import DeferredLogging
 from .runs import RecordsConfig, write_config
 
 __all__ = ["SAGANTrainer", "make_trainer", "train_step", "cuda_settings"]
 
 
-class SAGANTrainer(RecordsConfig, Trainer):
+class SAGANTrainer(DeferredLogging, RecordsConfig, Trainer):
     """torchgan's ``Trainer``, whose checkpoints also record the config that built its
-    nets (``sagan_config``, see :mod:`torchgan_sagan.runs`) when one is set."""
+    nets (``sagan_config``, see :mod:`torchgan_sagan.runs`) when one is set, and whose
+    per-iteration logging reads losses and gradient sums back to the host every
+    ``log_every`` iterations (default 50) rather than every step
+    (:mod:`torchgan_sagan.deferred_logging`)."""
 
 
 def make_trainer(
@@ -107,11 +111,13 @@ def cuda_settings(device: Union[str, torch.device], *, cudnn_benchmark: Optional
 
 
 def train_step(trainer: Trainer, images: torch.Tensor, labels: Optional[torch.Tensor] = None
-               ) -> Tuple[float, float]:
+               ) -> Tuple[Union[float, torch.Tensor], Union[float, torch.Tensor]]:
     """One training iteration of ``trainer`` on ``images`` (and their ``labels``), as
     ``Trainer.train`` runs it for each batch: D and G steps through the losses' own
-    ``train_ops``, and the running loss totals updated. Returns the generator and
-    discriminator losses of the iteration."""
+    ``train_ops``, the running loss totals updated, and the logger's per-iteration hook.
+    Returns the generator and discriminator losses of the iteration: device scalars
+    where the losses are this package's (reading them is a host sync), floats for
+    torchgan's own losses."""
     trainer.real_inputs = images.to(trainer.device)
     trainer.labels = None if labels is None else labels.to(trainer.device)
     trainer.batch_size = images.size(0)
@@ -121,4 +127,5 @@ def train_step(trainer: Trainer, images: torch.Tensor, labels: Optional[torch.Te
     info["discriminator_losses"] += ldis
     info["generator_iters"] += gen_iters
     info["discriminator_iters"] += dis_iters
+    trainer.logger.run_mid_epoch(trainer)
     return lgen, ldis
