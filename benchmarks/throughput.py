@@ -5,7 +5,8 @@ losses' own ``train_ops``, exactly what ``Trainer.train`` runs per batch) on a f
 synthetic batch. Reported per network: milliseconds and images per second per
 iteration (median of ``--iters``, networks interleaved round by round), the FLOPs of
 one iteration (``torch.utils.flop_counter``), the achieved GFLOP/s, and the share of
-this machine's fp32 matmul throughput that it reaches.
+this machine's fp32 matmul throughput that it reaches; on CUDA also the peak memory
+of one iteration beyond what was allocated before it (the nets, optimizer state).
 
 The fused attention pads queries and keys to the values' width (PyTorch's fused kernels
 need one head width), so it executes more FLOPs than the layer needs. Two counts are
@@ -26,7 +27,10 @@ channels-last, ``+compile`` torch.compile (its first-compile time is reported),
 ``+bf16`` autocast, ``+official`` the paper's attention layout, ``+dropin`` torchgan's
 layout (C/8 queries and keys, C values, no pooling), ``+unfused``, ``+diffaug``; and
 ``+dgrads``: the hinge generator step computes D's weight gradients too, as torchgan's
-losses do (the package's hinge loss skips them), for a before/after comparison.
+losses do (the package's hinge loss skips them), for a before/after comparison; and
+``+torchgansteps``: both hinge losses train through torchgan's own ``train_ops`` (a
+host read of each loss, D's weight gradients in G's step, an autograd graph through G
+in D's step, D's spectral norm computed for each of its two calls).
 
     python benchmarks/throughput.py
     python benchmarks/throughput.py --nets tutorial-torchgan tutorial-ours tutorial-ours+compile
@@ -47,17 +51,30 @@ os.environ.setdefault("TENSORBOARD_LOGGING", "0")
 
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from torchgan.losses import DiscriminatorLoss, GeneratorLoss  # noqa: E402
 from torchgan.trainer import Trainer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import interleaved_times, machine_description, markdown_table, matmul_gflops, pick_device  # noqa: E402
+from _measure import (interleaved_times, machine_description, markdown_table, matmul_gflops, peak_memory,  # noqa: E402
+                      pick_device)
 
 from torchgan_sagan import get_config, list_configs, make_trainer, train_step  # noqa: E402
 from torchgan_sagan.cli import parse_spec  # noqa: E402
-from torchgan_sagan.losses import HingeGeneratorLoss  # noqa: E402
+from torchgan_sagan.losses import HingeDiscriminatorLoss, HingeGeneratorLoss  # noqa: E402
 from torchgan_sagan.training import cuda_settings  # noqa: E402
 from torchgan_sagan.layers import SelfAttention2d  # noqa: E402
 from torchgan_sagan.reference import tutorial_losses, tutorial_network_params  # noqa: E402
+
+class _TorchganGeneratorStep(HingeGeneratorLoss):
+    train_ops = GeneratorLoss.train_ops
+
+
+class _TorchganDiscriminatorStep(HingeDiscriminatorLoss):
+    train_ops = DiscriminatorLoss.train_ops
+
+
+_TORCHGAN_STEPS = {HingeGeneratorLoss: _TorchganGeneratorStep, HingeDiscriminatorLoss: _TorchganDiscriminatorStep}
+
 
 def tutorial_torchgan(step_channels: int):
     return tutorial_network_params(step_channels=step_channels), tutorial_losses(), 64, 3
@@ -74,23 +91,28 @@ def ours(spec: str, step_channels: int):
     return get_config(config, **overrides)
 
 
-def build(spec: str, batch: int, step_channels: int, device: torch.device, workdir: Path):
-    """A trainer for ``spec`` and a step function that trains it on one fixed batch."""
+def build(spec: str, batch: int, step_channels: int, device: torch.device, workdir: Path, **overrides):
+    """A trainer for ``spec`` (with config ``overrides``) and a step function that
+    trains it on one fixed batch."""
     if spec == "tutorial-torchgan":
         # torchgan's network under the recipe of the tutorial preset.
         cfg = get_config("sagan_tutorial_64", step_channels=step_channels or 32)
         params, losses = tutorial_network_params(step_channels=step_channels or 32), tutorial_losses()
     else:
         tags = spec.split("+")
-        cfg = ours("+".join(t for t in tags if t != "dgrads"), step_channels)
+        cfg = ours("+".join(t for t in tags if t not in ("dgrads", "torchgansteps")), step_channels
+                   ).replace(**overrides)
         params, losses = cfg.network_params(), cfg.losses()
         if "dgrads" in tags:  # torchgan's behaviour: the G step also computes D's weight gradients
             losses = [HingeGeneratorLoss(freeze_discriminator=False) if isinstance(loss, HingeGeneratorLoss)
                       else loss for loss in losses]
+        if "torchgansteps" in tags:  # the hinge losses through torchgan's own train_ops
+            losses = [_TORCHGAN_STEPS.get(type(loss), type(loss))() for loss in losses]
     trainer = make_trainer(cfg, out=workdir / spec, device=device, network_params=params, losses=losses,
                            sample_size=4)
     images = torch.rand(batch, cfg.image_channels, cfg.image_size, cfg.image_size, device=device) * 2 - 1
-    return trainer, lambda: train_step(trainer, images)
+    labels = torch.randint(0, cfg.num_classes, (batch,), device=device) if cfg.num_classes else None
+    return trainer, lambda: train_step(trainer, images, labels)
 
 
 def count_flops(trainer: Trainer, step, explicit_attention: bool = False) -> int:
@@ -110,6 +132,22 @@ def count_flops(trainer: Trainer, step, explicit_attention: bool = False) -> int
             m.fused = True
 
 
+def profile_table(step, device: torch.device, rows: int) -> str:
+    """torch.profiler's table of one ``step``, by self time on ``device``, with the
+    number of kernel launches (CUDA) at the top."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    events = prof.key_averages()
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
+    return f"kernel launches: {launches}\n" + events.table(sort_by=key, row_limit=rows)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Trainer throughput: torchgan's tutorial SAGAN against ours.")
     p.add_argument("--nets", nargs="+", default=["tutorial-torchgan", "tutorial-ours", "tutorial-ours+cl",
@@ -122,6 +160,8 @@ def main(argv=None) -> int:
     p.add_argument("--tf32", action=argparse.BooleanOptionalAction, help="TF32 on CUDA (default: on, as in "
                    "examples/celeba.py)")
     p.add_argument("--out", type=Path)
+    p.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                   help="also print each net's ROWS most expensive operators (torch.profiler, one iteration)")
     args = p.parse_args(argv)
     device = pick_device(args.device)
     cuda = cuda_settings(device, tf32=args.tf32)  # before the ceiling: the same precision as the nets
@@ -139,6 +179,9 @@ def main(argv=None) -> int:
         first_step[spec] = time.perf_counter() - start
     flops = {spec: count_flops(*pair) for spec, pair in trainers.items()}
     useful = {spec: count_flops(*pair, explicit_attention=True) for spec, pair in trainers.items()}
+    # Peak memory of one training iteration beyond the nets and optimizer state (CUDA only).
+    peaks = {spec: peak_memory(step, device) if device.type == "cuda" else None
+             for spec, (_, step) in trainers.items()}
     times = interleaved_times({spec: step for spec, (_, step) in trainers.items()}, args.iters, device)
 
     base = times.get("tutorial-torchgan")
@@ -149,7 +192,7 @@ def main(argv=None) -> int:
         row = {"net": spec, "seconds_per_iter": t, "images_per_s": args.batch / t,
                "gflop_per_iter": flops[spec] / 1e9, "useful_gflop_per_iter": useful[spec] / 1e9,
                "gflops": gflops, "useful_gflops": useful_gflops, "share_of_matmul_ceiling": gflops / ceiling,
-               "first_step_s": first_step[spec]}
+               "first_step_s": first_step[spec], "peak_memory_bytes": peaks[spec]}
         if base:
             row["speedup_vs_tutorial_torchgan"] = base / t
         rows.append(row)
@@ -157,9 +200,12 @@ def main(argv=None) -> int:
                       f"{row['speedup_vs_tutorial_torchgan']:.2f}x" if base else "-",
                       f"{flops[spec] / 1e9:.1f} / {useful[spec] / 1e9:.1f}",
                       f"{gflops:.0f} / {useful_gflops:.0f}", f"{100 * gflops / ceiling:.0f}%",
-                      f"{first_step[spec]:.1f}"])
+                      f"{first_step[spec]:.1f}", "-" if peaks[spec] is None else f"{peaks[spec] / 2**20:.0f}"])
     print(markdown_table(["net", "ms/iter", "images/s", "vs tutorial-torchgan", "GFLOP/iter executed / useful",
-                          "GFLOP/s executed / useful", "executed, of matmul ceiling", "first step (s)"], table))
+                          "GFLOP/s executed / useful", "executed, of matmul ceiling", "first step (s)",
+                          "peak memory (MiB)"], table))
+    for spec, (_, step) in trainers.items() if args.profile else ():
+        print(f"## {spec}: operators of one iteration\n{profile_table(step, device, args.profile)}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"device": machine_description(device), "batch": args.batch,
