@@ -133,14 +133,14 @@ def build_config(variant: str, image_size: int, step_channels: int):
                       image_channels=1, step_channels=step_channels, loss=loss, **overrides)
 
 
-def build_trainer(variant: str, image_size: int, step_channels: int, workdir: Path):
+def build_trainer(variant: str, image_size: int, step_channels: int, workdir: Path, device: str = "cpu"):
     cfg = build_config(variant, image_size, step_channels)
     params = None
     if variant == "tutorial":
         # Same encoding, size and learning rates as the others; the tutorial's betas.
         params = tutorial_network_params(encoding_dims=cfg.encoding_dims, image_size=image_size, channels=1,
                                          step_channels=step_channels, g_lr=cfg.g_lr, d_lr=cfg.d_lr)
-    return make_trainer(cfg, out=workdir, device="cpu", network_params=params)
+    return make_trainer(cfg, out=workdir, device=device, network_params=params)
 
 
 def batches(dataset, batch: int, seed: int):
@@ -156,7 +156,7 @@ def run_variant(variant, seed, dataset, classifier, settings, workdir: Path, log
     ``budget`` (seconds of training, evaluations excluded), also evaluate where the
     training time reaches it, training past ``iters`` when needed (up to 10x)."""
     torch.manual_seed(seed)
-    trainer = build_trainer(variant, 32, settings["step_channels"], workdir)
+    trainer = build_trainer(variant, 32, settings["step_channels"], workdir, settings["device"])
     real_images, real_labels = dataset.tensors
     stream = batches(dataset, settings["batch"], seed)
     curve, at_budget, train_time, at_iters, it = [], None, 0.0, 0.0, 0
@@ -208,7 +208,8 @@ def seed_scenario(variants, classifier, settings, workdir: Path, out: Path, log)
 
     for variant in variants:
         torch.manual_seed(0)
-        trainer = build_trainer(variant, 64, settings["sevens_eights_step_channels"], workdir / f"sevens_eights_{variant}")
+        trainer = build_trainer(variant, 64, settings["sevens_eights_step_channels"], workdir / f"sevens_eights_{variant}",
+                                settings["device"])
         stream = batches(data, settings["sevens_eights_batch"], 0)
         curve = []
         for it in range(1, settings["sevens_eights_iters"] + 1):
@@ -323,6 +324,7 @@ def main(argv=None) -> int:
                         f"({', '.join('+' + t for t in sorted({**TAGS, **EXTRA_TAGS}))})")
     p.add_argument("--seeds", type=int, nargs="+", help="default: 0 1 2 (quick: 0)")
     p.add_argument("--iters", type=int, help="training iterations per run")
+    p.add_argument("--device", default="cpu", help="where to train (cpu, cuda, ...); the metrics run on the CPU")
     p.add_argument("--equal-time", action="store_true", help="also score every variant at the training time "
                    "the first variant needs for --iters iterations (faster ones train longer)")
     args = p.parse_args(argv)
@@ -332,7 +334,7 @@ def main(argv=None) -> int:
         except ValueError as err:
             print(f"compare_losses.py: error: {err}", file=sys.stderr)
             return 2
-    settings = dict(QUICK if args.quick else FULL)
+    settings = dict(QUICK if args.quick else FULL, device=args.device)
     if args.seeds:
         settings["seeds"] = args.seeds
     if args.iters is not None:
