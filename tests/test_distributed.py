@@ -211,3 +211,16 @@ def test_the_residual_nets_train_under_ddp(world_of_one):
     for _ in range(2):
         train_step(trainer, torch.rand(4, 1, 32, 32) * 2 - 1)
     assert trainer.loss_information["generator_iters"] == 2
+
+
+def test_a_silent_rank_keeps_its_logs_as_floats(world_of_one, monkeypatch):
+    """Ranks other than 0 write nothing, but their loss logs must not pile up device scalars."""
+    trainer = _trainer(world_of_one, log_every=2)
+    written = []
+    monkeypatch.setattr(type(trainer.logger.get_loss_viz()), "log_tensorboard", lambda *a: written.append(a))
+    trainer._silence_logger()  # what a rank other than 0 does
+    for _ in range(4):
+        train_step(trainer, torch.rand(4, 1, 32, 32) * 2 - 1)
+    logs = trainer.logger.get_loss_viz().logs
+    assert all(isinstance(v, float) for values in logs.values() for v in values) and written == []
+    assert isinstance(trainer.loss_information["generator_losses"], float)
