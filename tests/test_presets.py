@@ -15,13 +15,26 @@ def test_every_config_runs_one_trainer_iteration(name, tmp_path, one_iteration):
     assert any(not torch.equal(a, b) for a, b in zip(before, after)), "G did not train"
 
 
-def test_paper_recipe():
+def test_celeba_preset_is_the_paper_recipe_with_the_best_measured_learning_rates():
     cfg = get_config("sagan_celeba_64")
-    assert (cfg.loss, cfg.g_lr, cfg.d_lr, cfg.betas, cfg.ncritic) == ("hinge", 1e-4, 4e-4, (0.0, 0.9), 1)
+    assert (cfg.loss, cfg.g_lr, cfg.d_lr, cfg.betas, cfg.ncritic) == ("hinge", 4e-4, 4e-4, (0.0, 0.9), 1)
     assert (cfg.g_attn_resolutions, cfg.d_attn_resolutions, cfg.attn_layout) == ((32,), (32,), "official")
     params = cfg.network_params()
-    assert params["generator"]["optimizer"]["args"] == {"lr": 1e-4, "betas": (0.0, 0.9)}
+    assert params["generator"]["optimizer"]["args"] == {"lr": 4e-4, "betas": (0.0, 0.9)}
     assert params["discriminator"]["optimizer"]["args"] == {"lr": 4e-4, "betas": (0.0, 0.9)}
+
+
+@pytest.mark.parametrize("name", ["sagan_32", "sagan_faces_32", "sagan_celeba_64", "sagan_cond_digits_32"])
+def test_default_recipes_use_equal_learning_rates(name):
+    cfg = get_config(name)
+    assert (cfg.loss, cfg.g_lr, cfg.d_lr) == ("hinge", 4e-4, 4e-4)
+
+
+@pytest.mark.parametrize("name", ["sagan_128", "sagan_cond_imagenet_128", "sagan_resnet_imagenet_128",
+                                  "sagan_resnet_celeba_64"])
+def test_paper_recipes_keep_the_papers_ttur(name):
+    cfg = get_config(name)
+    assert (cfg.loss, cfg.g_lr, cfg.d_lr) == ("hinge", 1e-4, 4e-4)
 
 
 def test_tutorial_preset_keeps_the_tutorial_widths(tmp_path):
