@@ -158,7 +158,8 @@ def test_torchgans_parallel_trainer_trains_our_nets(tmp_path, overrides):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cfg = get_config("sagan_32", image_channels=1, step_channels=8, sample_size=4, epochs=1, **overrides)
     trainer = ParallelTrainer(cfg.network_params(), cfg.losses(), devices=[torch.device(device, 0)],
-                              checkpoints=str(tmp_path / "gan"), recon=str(tmp_path), **cfg.trainer_kwargs())
+                              checkpoints=str(tmp_path / "gan"), recon=str(tmp_path), log_dir=str(tmp_path / "logs"),
+                              **cfg.trainer_kwargs())
     assert isinstance(trainer.generator.model, torch.nn.DataParallel)
     data = torch.utils.data.TensorDataset(torch.rand(8, 1, 32, 32) * 2 - 1, torch.randint(0, 10, (8,)))
     trainer(torch.utils.data.DataLoader(data, batch_size=4))
