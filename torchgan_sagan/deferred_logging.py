@@ -41,6 +41,9 @@ class DeferredLogger(Logger):
     (:meth:`read_back`). Made from a trainer's own logger by :class:`DeferredLogging`."""
 
     every: int = DEFAULT_LOG_EVERY
+    #: Write nothing (ranks other than 0 of a distributed run); the pending device
+    #: scalars are still read back at the same points, so the logs do not grow on the device.
+    silent: bool = False
 
     def _start(self, every: int) -> None:
         self.every = every
@@ -81,6 +84,8 @@ class DeferredLogger(Logger):
         write = self.iteration % self.every == 0
         if write:
             self.read_back(trainer)
+        if self.silent:
+            return
         for visualizer in self.logger_mid_epoch:
             locks = {"lock_console": True, "lock_tensorboard": not write, "lock_visdom": not write}
             if isinstance(visualizer, (LossVisualize, GradientVisualize)):
@@ -90,7 +95,8 @@ class DeferredLogger(Logger):
 
     def run_end_epoch(self, trainer, epoch, time_duration, *args):
         self.read_back(trainer)
-        super().run_end_epoch(trainer, epoch, time_duration, *args)
+        if not self.silent:
+            super().run_end_epoch(trainer, epoch, time_duration, *args)
 
 
 class DeferredLogging:

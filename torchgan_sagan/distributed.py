@@ -222,17 +222,8 @@ class DistributedTrainer(DeferredLogging, RecordsConfig, Trainer):
         return self.rank == 0
 
     def _silence_logger(self) -> None:
-        """Ranks other than 0 write no logs; they still turn their pending device
-        scalars into floats now and then, so that the logs do not grow on the device."""
-        logger = self.logger
-
-        def mid_epoch(trainer, *args) -> None:
-            logger.iteration += 1
-            if logger.iteration % logger.every == 0:
-                logger.read_back(trainer)
-
-        logger.run_mid_epoch = mid_epoch
-        logger.run_end_epoch = lambda trainer, *args, **kwargs: logger.read_back(trainer)
+        """Ranks other than 0 write no logs (see :attr:`DeferredLogger.silent`)."""
+        self.logger.silent = True
 
     @contextmanager
     def _ddp_nets(self):
