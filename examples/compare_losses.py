@@ -15,10 +15,11 @@ each loss runs its own torchgan ``train_ops``). Only the loss changes:
 - ``minimax``, ``least_squares``, ``wasserstein`` (weight clipping), ``wasserstein_gp``:
   torchgan's losses;
 - ``tutorial``: for reference, torchgan's SAGAN tutorial network as shipped (its own
-  ``SelfAttention2d``, BatchNorm, tanh output, Wasserstein loss with clipping, betas
-  (0, 0.999)), at 32x32;
-- ``tutorial-ours``: the same network from this package (config ``sagan_tutorial_64``
-  at 32x32), not in the default set;
+  ``SelfAttention2d``, BatchNorm, tanh output), at 32x32, with the tutorial's recipe
+  (Wasserstein loss with clipping, Adam 1e-4 / 4e-4, betas (0, 0.999));
+- ``tutorial-ours``: the same network and recipe from this package (config
+  ``sagan_tutorial_64`` at 32x32), not in the default set
+  (``examples/tutorial_ablation.py`` takes the two apart);
 - ``cond``: class-conditional SAGAN with the hinge loss (config ``sagan_cond_digits_32``:
   conditional BatchNorm in G, projection D), not in the default set; its samples are
   asked for every class in equal shares, and the class accuracy (the share the digit
@@ -60,7 +61,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch.utils.data import DataLoader
@@ -123,21 +124,20 @@ def build_config(variant: str, image_size: int, step_channels: int):
         if image_size != 32:
             raise ValueError("'cond' runs in the digits scenario only (all ten classes at 32x32)")
         return get_config("sagan_cond_digits_32", step_channels=step_channels, **overrides)
-    if base == "tutorial-ours":
+    if base in ("tutorial", "tutorial-ours"):
         # The tutorial's attention placement at this size: S/4 and S/2 in G, 4 and 8 in D.
         return get_config("sagan_tutorial_64", image_size=image_size, image_channels=1,
                           step_channels=step_channels, g_attn_resolutions=(image_size // 4, image_size // 2),
                           d_attn_resolutions=(4, 8), **overrides)
-    loss = "wasserstein" if base == "tutorial" else base
     return get_config("sagan_32" if image_size == 32 else "sagan_celeba_64",
-                      image_channels=1, step_channels=step_channels, loss=loss, **overrides)
+                      image_channels=1, step_channels=step_channels, loss=base, **overrides)
 
 
 def build_trainer(variant: str, image_size: int, step_channels: int, workdir: Path, device: str = "cpu"):
     cfg = build_config(variant, image_size, step_channels)
     params = None
     if variant == "tutorial":
-        # Same encoding, size and learning rates as the others; the tutorial's betas.
+        # The tutorial's own recipe (sagan_tutorial_64's: encoding, learning rates, betas, loss).
         params = tutorial_network_params(encoding_dims=cfg.encoding_dims, image_size=image_size, channels=1,
                                          step_channels=step_channels, g_lr=cfg.g_lr, d_lr=cfg.d_lr)
     return make_trainer(cfg, out=workdir, device=device, network_params=params)
@@ -151,12 +151,13 @@ def batches(dataset, batch: int, seed: int):
 
 
 def run_variant(variant, seed, dataset, classifier, settings, workdir: Path, log,
-                budget: Optional[float] = None) -> Dict:
+                budget: Optional[float] = None, build: Callable = build_trainer) -> Dict:
     """Train ``settings["iters"]`` iterations, evaluating every ``eval_every``; with a
     ``budget`` (seconds of training, evaluations excluded), also evaluate where the
-    training time reaches it, training past ``iters`` when needed (up to 10x)."""
+    training time reaches it, training past ``iters`` when needed (up to 10x).
+    ``build(variant, image_size, step_channels, workdir, device)`` makes the trainer."""
     torch.manual_seed(seed)
-    trainer = build_trainer(variant, 32, settings["step_channels"], workdir, settings["device"])
+    trainer = build(variant, 32, settings["step_channels"], workdir, settings["device"])
     real_images, real_labels = dataset.tensors
     stream = batches(dataset, settings["batch"], seed)
     curve, at_budget, train_time, at_iters, it = [], None, 0.0, 0.0, 0
@@ -373,6 +374,27 @@ def main(argv=None) -> int:
     return 0
 
 
+def summarize(runs: List[Dict]) -> Dict:
+    """Mean ± std over the seeds' runs (:func:`run_variant` results) of one variant."""
+    iters = [pt["iteration"] for pt in runs[0]["curve"]]
+    fids = [[r["curve"][i]["fid"] for r in runs] for i in range(len(iters))]
+    return {
+        "fid": mean_std([r["final"]["fid"] for r in runs]),
+        "kid": mean_std([r["final"]["kid"] for r in runs]),
+        "classes_hit": mean_std([float(r["final"]["classes_hit"]) for r in runs]),
+        "kl": mean_std([r["final"]["kl"] for r in runs]),
+        **({key: mean_std([r["final"][key] for r in runs])
+            for key in ("class_accuracy", "fid_live") if key in runs[0]["final"]}),
+        "train_seconds": mean_std([r["train_seconds"] for r in runs]),
+        "seconds_per_iteration": mean_std([r["seconds_per_iteration"] for r in runs]),
+        "at_budget": {key: mean_std([float(r["at_budget"][key]) for r in runs])
+                      for key in ("fid", "kid", "classes_hit", "kl", "iteration", "train_seconds")},
+        "curve": {"iteration": iters, "fid_mean": [statistics.fmean(f) for f in fids],
+                  "fid_std": [statistics.stdev(f) if len(f) > 1 else 0.0 for f in fids],
+                  "per_seed": [r["curve"] for r in runs]},
+    }
+
+
 def digits_scenario(args, settings, classifier, workdir: Path, log) -> Dict:
     dataset = embedded_digits(32)
     per_variant: Dict[str, Dict] = {}
@@ -387,23 +409,7 @@ def digits_scenario(args, settings, classifier, workdir: Path, log) -> Dict:
                 count, nrow = (100, 10) if getattr(run["generator"], "num_classes", 0) else (64, 8)
                 samples = generate(run["generator"], count, seed=12345)
                 save_image(image_grid(samples, nrow=nrow), args.out / f"samples_{variant}.png")
-        iters = [pt["iteration"] for pt in runs[0]["curve"]]
-        fids = [[r["curve"][i]["fid"] for r in runs] for i in range(len(iters))]
-        per_variant[variant] = {
-            "fid": mean_std([r["final"]["fid"] for r in runs]),
-            "kid": mean_std([r["final"]["kid"] for r in runs]),
-            "classes_hit": mean_std([float(r["final"]["classes_hit"]) for r in runs]),
-            "kl": mean_std([r["final"]["kl"] for r in runs]),
-            **({key: mean_std([r["final"][key] for r in runs])
-                for key in ("class_accuracy", "fid_live") if key in runs[0]["final"]}),
-            "train_seconds": mean_std([r["train_seconds"] for r in runs]),
-            "seconds_per_iteration": mean_std([r["seconds_per_iteration"] for r in runs]),
-            "at_budget": {key: mean_std([float(r["at_budget"][key]) for r in runs])
-                          for key in ("fid", "kid", "classes_hit", "kl", "iteration", "train_seconds")},
-            "curve": {"iteration": iters, "fid_mean": [statistics.fmean(f) for f in fids],
-                      "fid_std": [statistics.stdev(f) if len(f) > 1 else 0.0 for f in fids],
-                      "per_seed": [r["curve"] for r in runs]},
-        }
+        per_variant[variant] = summarize(runs)
         log(f"{variant}: FID {per_variant[variant]['fid']['mean']:.2f} ± {per_variant[variant]['fid']['std']:.2f}")
         if args.equal_time and budget is None:
             # The first variant's training time for its iterations is every other's budget.

@@ -1,0 +1,137 @@
+"""examples/tutorial_ablation.py: each step changes what it says, and the script runs."""
+
+import importlib.util
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from torch.nn.utils import parametrize
+from torchgan.layers import SelfAttention2d as TorchganSelfAttention2d
+from torchgan.layers import SpectralNorm2d
+
+from torchgan_sagan import train_step
+from torchgan_sagan.layers import SelfAttention2d
+
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "tutorial_ablation.py"
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    """The script as a module (its harness sets logging switches in the environment;
+    keep them from leaking into later tests)."""
+    spec = importlib.util.spec_from_file_location("tutorial_ablation", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    with mock.patch.dict(os.environ), mock.patch.object(sys, "path", list(sys.path)):
+        spec.loader.exec_module(module)
+    return module
+
+
+def nets(ablation, spec, tmp_path):
+    torch.manual_seed(0)
+    trainer = ablation.build(spec, 32, 8, tmp_path, "cpu")
+    return trainer, trainer.generator, trainer.discriminator
+
+
+def kinds(net):
+    return [type(m.module if isinstance(m, SpectralNorm2d) else m).__name__ for m in net.model]
+
+
+def test_torchgan_attention_replaces_every_block(ablation, tmp_path):
+    _, g0, d0 = nets(ablation, "ours", tmp_path)
+    _, g, d = nets(ablation, "ours+tgattn", tmp_path)
+    for before, after in ((g0, g), (d0, d)):
+        ours = sum(isinstance(m, SelfAttention2d) for m in before.modules())
+        assert ours == 2
+        assert sum(isinstance(m, SelfAttention2d) for m in after.modules()) == 0
+        assert sum(isinstance(m, TorchganSelfAttention2d) for m in after.modules()) == ours
+    _, g, _ = nets(ablation, "ours+tgattn_sn", tmp_path)
+    attn = next(m for m in g.modules() if isinstance(m, TorchganSelfAttention2d))
+    assert parametrize.is_parametrized(attn.query, "weight")
+
+
+def test_torchgan_spectral_norm_keeps_the_weights_and_exposes_u_v_to_clipping(ablation, tmp_path):
+    _, g0, d0 = nets(ablation, "ours", tmp_path)
+    _, g, d = nets(ablation, "ours+tgsn", tmp_path)
+    for before, after in ((g0, g), (d0, d)):
+        normalized = sum(parametrize.is_parametrized(m, "weight") for m in before.modules())
+        assert sum(isinstance(m, SpectralNorm2d) for m in after.modules()) == normalized > 0
+        assert not any(parametrize.is_parametrized(m, "weight") for m in after.modules())
+    # The unnormalized weights are kept.
+    original = d0.model[0].parametrizations.weight.original.detach().clone()
+    ablation.torchgan_spectral_norm(d0)
+    assert torch.equal(d0.model[0].w_bar, original)
+    names = [n for n, _ in d.named_parameters()]
+    assert "model.0.u" in names and "model.0.v" in names
+    _, _, d = nets(ablation, "ours+tgsn_buf", tmp_path)
+    names = [n for n, _ in d.named_parameters()]
+    assert "model.0.u" not in names and "model.0.u" in dict(d.named_buffers())
+
+
+def test_pytorch_init_draws_within_the_default_bounds(ablation, tmp_path):
+    _, _, d0 = nets(ablation, "ours", tmp_path)
+    _, _, d = nets(ablation, "ours+tginit", tmp_path)
+    w0 = d0.model[0].parametrizations.weight.original
+    w = d.model[0].parametrizations.weight.original
+    bound = 1 / math.sqrt(w[0].numel())  # kaiming_uniform(a=sqrt(5)): 1 / sqrt(fan_in)
+    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+    assert not torch.equal(w, w0)
+    assert d.model[0].bias.abs().max() > 0  # biases drawn too, not zero
+
+
+def test_tutorial_blocks_give_the_tutorials_layer_sequence(ablation, tmp_path):
+    from torchgan_sagan.reference import tutorial_network_params
+
+    params = tutorial_network_params(image_size=32, channels=1, step_channels=8)
+    tutorial_g = params["generator"]["name"](**params["generator"]["args"])
+    tutorial_d = params["discriminator"]["name"](**params["discriminator"]["args"])
+    _, g, d = nets(ablation, "ours+tgattn+tginit+tgsn+tgblocks", tmp_path)
+    assert kinds(g) == kinds(tutorial_g)
+    assert kinds(d) + ["Conv2d", "Tanh"] == kinds(tutorial_d)  # our D's head is separate
+    _, g0, d0 = nets(ablation, "ours", tmp_path)
+    assert kinds(g0) != kinds(tutorial_g)
+
+
+@pytest.mark.parametrize("spec, unclipped", [("ours+noclip_gamma", "gamma"),
+                                             ("ours+noclip_sn", "parametrizations.weight.original")])
+def test_selective_clipping_skips_only_what_it_names(ablation, tmp_path, spec, unclipped):
+    trainer, _, d = nets(ablation, spec, tmp_path)
+    with torch.no_grad():
+        for p in d.parameters():
+            p.fill_(0.5)
+    train_step(trainer, torch.rand(4, 1, 32, 32) * 2 - 1)
+    # Clipping runs before D's step, which moves a parameter by about one learning rate.
+    step = 2e-3
+    for name, p in d.named_parameters():
+        if unclipped in name:
+            assert p.min() > 0.5 - step, name
+        else:
+            assert p.max() <= 0.01 + step, name
+
+
+def test_quick_run_and_combine(ablation, tmp_path, classifier_cache, digit_classifier):
+    env = {"TORCHGAN_SAGAN_CACHE": str(classifier_cache)}
+    with mock.patch.dict(os.environ, env):
+        assert ablation.main(["--quick", "--variants", "ours", "ours+tgsn", "--out", str(tmp_path / "a")]) == 0
+        assert ablation.main(["--quick", "--variants", "tutorial", "--out", str(tmp_path / "b")]) == 0
+    assert ablation.main(["--combine", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c")]) == 0
+    merged = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert list(merged["results"]) == ["ours", "ours+tgsn", "tutorial"]
+    table = (tmp_path / "c" / "results.md").read_text()
+    ours = merged["results"]["ours"]["fid"]["mean"]
+    tutorial = merged["results"]["tutorial"]["fid"]["mean"]
+    assert f"| {tutorial - ours:+.2f} |" in table
+
+
+def test_bad_input_exits_with_a_message(ablation, tmp_path, capsys):
+    assert ablation.main(["--variants", "ours+nosuchstep"]) == 2
+    assert "unknown step(s) ['nosuchstep']" in capsys.readouterr().err
+    assert ablation.main(["--variants", "tutorial+tgsn"]) == 2
+    assert ablation.main(["--combine", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
+    assert "no results in" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="starts with 'tutorial' or 'ours'"):
+        ablation.parse("hinge+tgsn")
