@@ -176,9 +176,9 @@ def test_wrong_input_channels_is_a_value_error():
 
 
 def _top_singular_value(module):
+    """Of the matrix spectral norm normalizes: (first dim x the rest), for a transposed
+    convolution (C_in x C_out * k * k) too."""
     w = module.weight
-    if isinstance(module, nn.ConvTranspose2d):
-        w = w.transpose(0, 1)
     return torch.linalg.matrix_norm(w.reshape(w.size(0), -1), ord=2).item()
 
 
@@ -208,6 +208,32 @@ def _input_shape(module):
     if isinstance(module, nn.Linear):
         return (module.in_features,)
     return (module.in_channels, 6, 6)
+
+
+def test_transposed_convolution_is_normalized_like_the_convolution_it_is_the_adjoint_of():
+    weight = torch.randn(16, 8, 4, 4) * 3
+    transposed = nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1, bias=False)  # weight (C_in, C_out, k, k)
+    conv = nn.Conv2d(8, 16, 4, stride=2, padding=1, bias=False)  # the same tensor as (out, in, k, k)
+    for m in (transposed, conv):
+        with torch.no_grad():
+            m.weight.copy_(weight)
+        apply_spectral_norm(m)
+        refresh_spectral_norm(m, iterations=50)
+    assert torch.allclose(transposed.weight, conv.weight, atol=1e-4)
+    # The two are adjoint maps: <T x, y> = <x, C y>, so they share their norm.
+    x, y = torch.randn(1, 16, 5, 5), torch.randn(1, 8, 10, 10)
+    assert torch.allclose((transposed(x) * y).sum(), (x * conv(y)).sum(), rtol=1e-4, atol=1e-4)
+
+
+def test_generator_output_layer_is_not_held_to_a_unit_length_kernel():
+    # torch's default for transposed convolutions (dim=1) would normalize the (1 x 256)
+    # matrix of a 1-channel output layer: the whole kernel to length 1.
+    from torchgan_sagan import SAGANGenerator
+
+    last = SAGANGenerator(8, 32, 1, 16).model[-2]
+    assert isinstance(last, nn.ConvTranspose2d) and last.weight.shape == (16, 1, 4, 4)
+    assert _top_singular_value(last) == pytest.approx(1.0, abs=1e-2)
+    assert last.weight.norm() > 1.5
 
 
 def test_spectral_norm_is_frozen_in_eval_mode():

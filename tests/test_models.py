@@ -104,7 +104,7 @@ def test_weight_initializer_reinitializes_normalized_weights():
     g._weight_initializer()
     assert conv.parametrizations.weight.original is original  # same parameter, optimizers keep it
     assert original.std() > 0
-    w = conv.weight.transpose(0, 1)
+    w = conv.weight  # a transposed convolution: normalized over its input channels (dim 0)
     assert torch.linalg.matrix_norm(w.reshape(w.size(0), -1), ord=2).item() == pytest.approx(1, abs=1e-2)
 
 

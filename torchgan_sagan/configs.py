@@ -76,9 +76,11 @@ LOSSES: Dict[str, Callable[[], list]] = {
     ],
 }
 
-#: What :meth:`SAGANConfig.to_dict` writes: a tag and the layout's version.
+#: What :meth:`SAGANConfig.to_dict` writes: a tag and the version of the layout and of
+#: the nets it builds. 2: transposed convolutions are spectrally normalized over their
+#: input channels (their power-iteration vectors changed shape).
 CONFIG_FORMAT = "torchgan_sagan.SAGANConfig"
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 
 #: Losses that differentiate D's input gradient, so D's attention cannot be fused.
 GRADIENT_PENALTY_LOSSES = frozenset({"wasserstein_gp", "dragan"})

@@ -40,9 +40,21 @@ ATTENTION_LAYOUTS = ("torchgan", "official")
 
 
 def spectral_norm(module: nn.Module, *, n_power_iterations: int = 1) -> nn.Module:
-    """Spectrally normalize ``module.weight`` (torch's parametrization, dim chosen by torch)."""
+    """Spectrally normalize ``module.weight`` with torch's parametrization, over the
+    weight's first dimension for every layer type.
+
+    For a convolution that is the matrix of Miyato et al. (out channels x in channels
+    * k * k). A transposed convolution with weight (C_in, C_out, k, k) is the adjoint
+    of the convolution with that same weight, and a map and its adjoint have the same
+    norm, so its matrix is (C_in x C_out * k * k): ``dim=0`` as well, as
+    ``torchgan.layers.SpectralNorm2d`` has it. torch's own default for transposed
+    convolutions, ``dim=1``, normalizes the (C_out x C_in * k * k) matrix instead,
+    which on a generator's output layer (C_out of 1 or 3) holds the whole kernel to
+    about unit length: on the tutorial network it cost FID 24.99 against 18.50
+    (docs/results.md).
+    """
     return nn.utils.parametrizations.spectral_norm(
-        module, n_power_iterations=n_power_iterations
+        module, n_power_iterations=n_power_iterations, dim=0
     )
 
 
