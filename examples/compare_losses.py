@@ -17,8 +17,8 @@ each loss runs its own torchgan ``train_ops``). Only the loss changes:
 - ``tutorial``: for reference, torchgan's SAGAN tutorial network as shipped (its own
   ``SelfAttention2d``, BatchNorm, tanh output), at 32x32, with the tutorial's recipe
   (Wasserstein loss with clipping, Adam 1e-4 / 4e-4, betas (0, 0.999));
-- ``tutorial-ours``: the same network and recipe from this package (config
-  ``sagan_tutorial_64`` at 32x32), not in the default set
+- ``tutorial-ours``: the same network from this package (config ``sagan_tutorial_64``
+  at 32x32, the same recipe but Adam 4e-4 for G too), not in the default set
   (``examples/tutorial_ablation.py`` takes the two apart);
 - ``cond``: class-conditional SAGAN with the hinge loss (config ``sagan_cond_digits_32``:
   conditional BatchNorm in G, projection D), not in the default set; its samples are
@@ -137,9 +137,10 @@ def build_trainer(variant: str, image_size: int, step_channels: int, workdir: Pa
     cfg = build_config(variant, image_size, step_channels)
     params = None
     if variant == "tutorial":
-        # The tutorial's own recipe (sagan_tutorial_64's: encoding, learning rates, betas, loss).
+        # The tutorial's own recipe: its learning rates (tutorial_network_params' defaults),
+        # sagan_tutorial_64's encoding, betas and loss.
         params = tutorial_network_params(encoding_dims=cfg.encoding_dims, image_size=image_size, channels=1,
-                                         step_channels=step_channels, g_lr=cfg.g_lr, d_lr=cfg.d_lr)
+                                         step_channels=step_channels)
     return make_trainer(cfg, out=workdir, device=device, network_params=params)
 
 

@@ -10,10 +10,14 @@ tutorial's recipe (Wasserstein loss with weight clipping at 0.01, Adam 1e-4 / 4e
 betas (0, 0.999)) on the digits benchmark of ``examples/compare_losses.py`` (32x32,
 1,200 iterations, batch 64, FID in a digit classifier's features). ``tutorial`` is
 torchgan's network built from torchgan's layers (``torchgan_sagan.reference``);
-``ours`` is config ``sagan_tutorial_64`` at that size. Each ``+step`` changes one thing
-of ``ours`` towards torchgan's version (or, for the last ones, to another recipe);
-:data:`STEPS` says what each does, and ``ours+a+b`` combines them. Writes
-``results.md`` and ``results.json`` to ``--out`` after every variant.
+``ours`` is config ``sagan_tutorial_64`` at that size, and ``old`` the same as it was
+before this ablation fixed it (G at 1e-4, spectral norm of transposed convolutions over
+their output channels). Each ``+step`` changes one thing towards torchgan's version (or,
+for the last ones, to another recipe);
+:data:`STEPS` says what each does, and ``ours+a+b`` combines them. ``hinge`` is the
+package's default recipe (config ``sagan_32``, hinge loss, as in compare_losses), to
+try a step there too (``hinge+sn_in``). Writes ``results.md`` and ``results.json`` to
+``--out`` after every variant; ``--combine`` merges runs split across processes.
 """
 
 from __future__ import annotations
@@ -81,6 +85,25 @@ def torchgan_spectral_norm(net: nn.Module, *, uv_buffers: bool = False) -> None:
     _replace_children(net, lambda m: spectral_norm_of(m) is not None, make)
 
 
+def transposed_spectral_norm(dim: int) -> Callable[[nn.Module], None]:
+    """torch's parametrization on transposed convolutions over their input channels
+    (``dim=0``: the package's choice and torchgan's ``SpectralNorm2d``'s matrix) or
+    their output channels (``dim=1``: torch's default, and this package's before it
+    measured worse)."""
+    def surgery(net: nn.Module) -> None:
+        for m in net.modules():
+            if isinstance(m, nn.ConvTranspose2d) and spectral_norm_of(m) is not None:
+                parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
+                nn.utils.parametrizations.spectral_norm(m, dim=dim)
+        refresh_spectral_norm(net)
+    return surgery
+
+
+def _only(kind: type, surgery: Callable[[nn.Module], None]) -> Callable[[nn.Module], None]:
+    """``surgery`` on nets of ``kind`` (G or D) only."""
+    return lambda net: surgery(net) if isinstance(net, kind) else None
+
+
 def pytorch_init(net: nn.Module) -> None:
     """PyTorch's default initialization (each layer's ``reset_parameters``), which the
     tutorial keeps, in place of this package's Xavier-uniform weights and zero biases."""
@@ -142,8 +165,18 @@ STEPS: Dict[str, Tuple[str, object]] = {
              torchgan_spectral_norm),
     "tgsn_buf": ("torchgan's SpectralNorm2d with u, v kept out of the clipping",
                  lambda net: torchgan_spectral_norm(net, uv_buffers=True)),
+    "tgsn_g": ("torchgan's SpectralNorm2d in G only", _only(SAGANGenerator, torchgan_spectral_norm)),
+    "tgsn_d": ("torchgan's SpectralNorm2d in D only", _only(SAGANDiscriminator, torchgan_spectral_norm)),
+    "sn_in": ("spectral norm of transposed convolutions over their input channels (torchgan's matrix; "
+              "the package's since this ablation)", transposed_spectral_norm(0)),
+    "sn_out": ("spectral norm of transposed convolutions over their output channels (torch's default; "
+               "the package's before)", transposed_spectral_norm(1)),
     "tgblocks": ("the tutorial's block details: BatchNorm in D's first block, no activation on the last blocks",
                  tutorial_blocks),
+    "tgblocks_g": ("the tutorial's block details in G only: no activation after its last inner block",
+                   _only(SAGANGenerator, tutorial_blocks)),
+    "tgblocks_d": ("the tutorial's block details in D only: BatchNorm in its first block, no activation "
+                   "after its last", _only(SAGANDiscriminator, tutorial_blocks)),
     "tgattn": ("torchgan's attention layer as the tutorial has it (no spectral norm on it)",
                torchgan_attention),
     "tgattn_sn": ("torchgan's attention layer (softmax over queries) with spectral norm on its 1x1 convs",
@@ -157,24 +190,33 @@ STEPS: Dict[str, Tuple[str, object]] = {
     "tginit": ("PyTorch's default init instead of Xavier-uniform", pytorch_init),
     "nobn": ("no BatchNorm in D (SAGAN's D)", {"d_batchnorm": False}),
     "b09": ("Adam betas (0, 0.9), the SAGAN paper's", {"betas": (0.0, 0.9)}),
+    "glr1": ("G's learning rate at the tutorial's 1e-4", {"g_lr": 1e-4}),
     "glr4": ("G's learning rate at D's, 4e-4 (the package's best-measured recipe)", {"g_lr": 4e-4}),
 }
 
-DEFAULT_VARIANTS = ["tutorial", "ours", *(f"ours+{s}" for s in STEPS),
-                    "ours+tgattn+tginit+tgsn+tgblocks"]
+#: variant base -> (its compare_losses variant, steps it starts with): the tutorial's
+#: network from this package as it is and as it was before this ablation (G at 1e-4,
+#: torch's spectral norm on transposed convolutions), and the package's default recipe
+#: (sagan_32, hinge), to see a step there too.
+BASES = {"tutorial": ("tutorial", []), "ours": ("tutorial-ours", []),
+         "old": ("tutorial-ours", ["glr1", "sn_out"]), "hinge": ("hinge", [])}
+DEFAULT_VARIANTS = ["tutorial", "old", *(f"old+{s}" for s in STEPS if s not in BASES["old"][1]),
+                    "old+tgattn+tginit+tgsn+tgblocks", "ours"]
 
 
 def parse(spec: str) -> Tuple[str, List[str]]:
     """``"ours+tgsn+tginit"`` -> ``("ours", ["tgsn", "tginit"])``; ValueError naming the
     known steps otherwise."""
     base, *steps = spec.split("+")
-    if base not in ("tutorial", "ours"):
-        raise ValueError(f"{spec!r}: a variant starts with 'tutorial' or 'ours'")
+    if base not in BASES:
+        raise ValueError(f"{spec!r}: a variant starts with one of {', '.join(BASES)}")
     if base == "tutorial" and steps:
         raise ValueError(f"{spec!r}: 'tutorial' is torchgan's own network and takes no steps")
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         raise ValueError(f"{spec!r}: unknown step(s) {unknown}; known: {', '.join(STEPS)}")
+    if base == "hinge" and any(isinstance(STEPS[s][1], tuple) for s in steps):
+        raise ValueError(f"{spec!r}: the clipping steps change the Wasserstein loss; 'hinge' has none")
     return base, steps
 
 
@@ -193,8 +235,10 @@ def build(spec: str, image_size: int, step_channels: int, workdir: Path, device:
     base, steps = parse(spec)
     if base == "tutorial":
         return cl.build_trainer("tutorial", image_size, step_channels, workdir, device)
+    variant, first = BASES[base]
+    steps = first + steps
     overrides = {k: v for s in steps if isinstance(STEPS[s][1], dict) for k, v in STEPS[s][1].items()}
-    cfg = cl.build_config("tutorial-ours", image_size, step_channels).replace(**overrides)
+    cfg = cl.build_config(variant, image_size, step_channels).replace(**overrides)
     params = cfg.network_params()
     surgeries = [STEPS[s][1] for s in steps if callable(STEPS[s][1])]
     for net in ("generator", "discriminator"):
@@ -208,18 +252,20 @@ def build(spec: str, image_size: int, step_channels: int, workdir: Path, device:
 
 def write_markdown(summary: Dict, path: Path) -> None:
     meta, results = summary["meta"], summary["results"]
-    ours = results.get("ours", {}).get("fid")
+    reference = next((k for k in ("old", "ours") if k in results), None)
+    ours = results[reference]["fid"] if reference else None
     lines = ["# torchgan's tutorial network against this package's version of it: ablation", "",
              f"Command: `{meta['command']}`. Date: {meta['date']}. Machine: {meta['machine']}. torch {meta['torch']}.",
              "", f"{meta['iters']} iterations (batch {meta['batch']}, step_channels {meta['step_channels']}), "
              f"seeds {meta['seeds']}, digits at 32x32; FID in the digit classifier's features on "
              f"{meta['samples']} samples, mean ± std over seeds (lower is better).", "",
-             "| variant | change | FID | KID | classes hit | vs ours |", "|---|---|---|---|---|---|"]
+             f"| variant | change | FID | KID | classes hit | vs {reference} |", "|---|---|---|---|---|---|"]
     for spec, r in results.items():
         _, steps = parse(spec)
         about = "torchgan's network from torchgan's layers" if spec == "tutorial" else \
-            ("sagan_tutorial_64" if not steps else "; ".join(STEPS[s][0] for s in steps))
-        delta = f"{r['fid']['mean'] - ours['mean']:+.2f}" if ours and spec != "ours" else ""
+            ("sagan_tutorial_64" + (" as it was" if spec == "old" else "") if not steps
+             else "; ".join(STEPS[s][0] for s in steps))
+        delta = f"{r['fid']['mean'] - ours['mean']:+.2f}" if ours and spec != reference else ""
         lines.append(f"| {spec} | {about} | {r['fid']['mean']:.2f} ± {r['fid']['std']:.2f} | "
                      f"{r['kid']['mean']:.4f} ± {r['kid']['std']:.4f} | {r['classes_hit']['mean']:.1f} | {delta} |")
     path.write_text("\n".join(lines) + "\n")

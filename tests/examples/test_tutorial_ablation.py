@@ -83,6 +83,16 @@ def test_pytorch_init_draws_within_the_default_bounds(ablation, tmp_path):
     assert d.model[0].bias.abs().max() > 0  # biases drawn too, not zero
 
 
+def test_old_is_the_preset_before_the_fix(ablation, tmp_path):
+    from torchgan_sagan.layers import spectral_norm_of
+
+    for spec, dim, g_lr in (("ours", 0, 4e-4), ("old", 1, 1e-4), ("old+sn_in", 0, 1e-4), ("hinge+sn_out", 1, 4e-4)):
+        trainer, g, _ = nets(ablation, spec, tmp_path)
+        dims = {spectral_norm_of(m).dim for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)}
+        assert dims == {dim}, spec
+        assert trainer.optimizer_generator.param_groups[0]["lr"] == g_lr
+
+
 def test_tutorial_blocks_give_the_tutorials_layer_sequence(ablation, tmp_path):
     from torchgan_sagan.reference import tutorial_network_params
 
@@ -133,5 +143,7 @@ def test_bad_input_exits_with_a_message(ablation, tmp_path, capsys):
     assert ablation.main(["--variants", "tutorial+tgsn"]) == 2
     assert ablation.main(["--combine", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
     assert "no results in" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="starts with 'tutorial' or 'ours'"):
-        ablation.parse("hinge+tgsn")
+    with pytest.raises(ValueError, match="starts with one of tutorial, ours, old, hinge"):
+        ablation.parse("minimax+tgsn")
+    with pytest.raises(ValueError, match="'hinge' has none"):
+        ablation.parse("hinge+noclip_gamma")
