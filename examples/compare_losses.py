@@ -7,9 +7,10 @@
     python examples/compare_losses.py --variants hinge hinge+cl tutorial tutorial-ours
 
 Every variant trains the same SAGAN (config ``sagan_32``, grayscale, with the same seed,
-iterations, batch and learning rates: Adam 4e-4 for G and D, the best-measured recipe) on the handwritten digits that ship with
-scikit-learn, resized to 32x32, through torchgan's ``Trainer`` (its ``train_iter``, so
-each loss runs its own torchgan ``train_ops``). Only the loss changes:
+iterations, batch and learning rates: Adam 4e-4 for G and D, the best-measured recipe)
+on the handwritten digits that ship with scikit-learn, resized to 32x32, through
+torchgan's ``Trainer`` (its ``train_iter``, so each loss runs its own torchgan
+``train_ops``). Only the loss changes:
 
 - ``hinge``: this package's hinge pair (the SAGAN paper's loss);
 - ``minimax``, ``least_squares``, ``wasserstein`` (weight clipping), ``wasserstein_gp``:

@@ -46,20 +46,18 @@ from torchgan_sagan import SAGANDiscriminator, SAGANGenerator, make_trainer  # n
 from torchgan_sagan.data import embedded_digits  # noqa: E402
 from torchgan_sagan.layers import SelfAttention2d, apply_spectral_norm, refresh_spectral_norm, spectral_norm_of  # noqa: E402
 from torchgan_sagan.metrics import digit_classifier  # noqa: E402
+from torchgan_sagan.reference import tutorial_losses  # noqa: E402
 
-CLIP = (-0.01, 0.01)
+CLIP = tutorial_losses()[1].clip  # the tutorial's weight clipping, (-0.01, 0.01)
 
 
 # --- one change each, applied to the nets before their optimizers exist -----------------
 
-def _replace_children(net: nn.Module, match: Callable[[nn.Module], bool], make: Callable[[nn.Module], nn.Module]) -> int:
-    count = 0
+def _replace_children(net: nn.Module, match: Callable[[nn.Module], bool], make: Callable[[nn.Module], nn.Module]) -> None:
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
             if match(child):
                 setattr(parent, name, make(child))
-                count += 1
-    return count
 
 
 def torchgan_attention(net: nn.Module, *, spectral_norm: bool = False) -> None:
@@ -111,10 +109,10 @@ def pytorch_init(net: nn.Module) -> None:
         for m in net.modules():
             if isinstance(m, SpectralNorm2d):
                 weight, layer = m.w_bar, m.module
-            elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and (
-                    "weight" in m._parameters or parametrize.is_parametrized(m, "weight")):
-                weight = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
-                layer = m
+            elif parametrize.is_parametrized(m, "weight"):
+                weight, layer = m.parametrizations.weight.original, m
+            elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and "weight" in m._parameters:
+                weight, layer = m.weight, m  # (a layer inside SpectralNorm2d has none)
             else:
                 continue
             nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
