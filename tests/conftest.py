@@ -1,10 +1,36 @@
+import re
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
+
+#: tensorboardX's folder when given no log_dir: ./runs/<Mon><DD>_<HH-MM-SS>_<host>.
+_DEFAULT_LOG_DIR = re.compile(r"[A-Z][a-z]{2}\d{2}_\d{2}-\d{2}-\d{2}_")
+
+
+def _default_log_dirs():
+    runs = Path("runs")
+    return {p.name for p in runs.iterdir() if _DEFAULT_LOG_DIR.match(p.name)} if runs.is_dir() else set()
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_logs_in_the_working_tree():
+    """A test whose Trainer or visualizer gets no log_dir leaves TensorBoard files in
+    ./runs (tensorboardX's default): remove them and fail that test."""
+    before = _default_log_dirs()
+    yield
+    new = sorted(_default_log_dirs() - before)
+    for name in new:
+        shutil.rmtree(Path("runs") / name, ignore_errors=True)
+    if new:
+        pytest.fail(f"the test wrote TensorBoard logs to ./runs/{new[0]} (tensorboardX's default folder): "
+                    "give its Trainer or visualizer a log_dir under tmp_path")
 
 
 @pytest.fixture

@@ -162,7 +162,7 @@ def test_plain_torch_load_refuses_torchgan_checkpoints(tmp_path, tiny_images):
         torch.load(tmp_path / "ckpt" / "gan0.model")
 
 
-def test_gradient_logging_reads_once_per_net_and_logs_the_same_sum(monkeypatch):
+def test_gradient_logging_reads_once_per_net_and_logs_the_same_sum(monkeypatch, tmp_path):
     import torchgan.logging.visualize as visualize
 
     from torchgan_sagan import SAGANGenerator
@@ -171,7 +171,7 @@ def test_gradient_logging_reads_once_per_net_and_logs_the_same_sum(monkeypatch):
     net = SAGANGenerator(8, 16, 1, 8)
     net(torch.randn(4, 8)).pow(2).mean().backward()
     expected = sum(float((p.grad.double() ** 2).sum()) for p in net.parameters() if p.grad is not None)
-    viz = visualize.GradientVisualize(["generator"])
+    viz = visualize.GradientVisualize(["generator"], log_dir=str(tmp_path))  # not ./runs
     viz.logs["generator"] = [0.0]
     reads = []
     real_float = torch.Tensor.__float__
