@@ -5,6 +5,7 @@
     python examples/compare_losses.py --quick                  # both, tiny: under 2 minutes
     python examples/compare_losses.py --variants hinge minimax --seeds 0 1
     python examples/compare_losses.py --variants hinge hinge+cl tutorial tutorial-ours
+    python examples/compare_losses.py --combine runs/a runs/b --out runs/ab   # runs split across processes
 
 Every variant trains the same SAGAN (config ``sagan_32``, grayscale, with the same seed,
 iterations, batch and learning rates: Adam 4e-4 for G and D, the best-measured recipe)
@@ -19,7 +20,7 @@ torchgan's ``Trainer`` (its ``train_iter``, so each loss runs its own torchgan
   ``SelfAttention2d``, BatchNorm, tanh output), at 32x32, with the tutorial's recipe
   (Wasserstein loss with clipping, Adam 1e-4 / 4e-4, betas (0, 0.999));
 - ``tutorial-ours``: the same network from this package (config ``sagan_tutorial_64``
-  at 32x32, the same recipe but Adam 4e-4 for G too), not in the default set
+  at 32x32, the same recipe but Adam 8e-4 for G), not in the default set
   (``examples/tutorial_ablation.py`` takes the two apart);
 - ``cond``: class-conditional SAGAN with the hinge loss (config ``sagan_cond_digits_32``:
   conditional BatchNorm in G, projection D), not in the default set; its samples are
@@ -330,7 +331,20 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="where to train (cpu, cuda, ...); the metrics run on the CPU")
     p.add_argument("--equal-time", action="store_true", help="also score every variant at the training time "
                    "the first variant needs for --iters iterations (faster ones train longer)")
+    p.add_argument("--combine", type=Path, nargs="+", metavar="DIR",
+                   help="train nothing: merge the digits results of runs split across processes (their --out "
+                        "folders, in order) into one table in --out; a variant in several keeps its first")
     args = p.parse_args(argv)
+    if args.combine:
+        summary = merge_results(args.combine, "compare_losses.py")
+        if summary is None:
+            return 2
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(summary, indent=2))
+        write_markdown(summary, args.out / "results.md")
+        plot(summary["results"], args.out / "fid_vs_iteration.png")
+        print(f"{len(summary['results'])} variants from {len(args.combine)} runs -> {args.out / 'results.md'}")
+        return 0
     for spec in args.variants:
         try:
             parse_variant(spec)
@@ -374,6 +388,24 @@ def main(argv=None) -> int:
         write_seed_markdown(s78, args.out / "sevens_eights.md")
     log(f"done in {time.time() - started:.0f} s; results in {args.out}")
     return 0
+
+
+def merge_results(folders: List[Path], script: str) -> Optional[Dict]:
+    """One summary from the ``results.json`` of runs split across processes (same
+    settings): their variants in order, a variant in several folders from the first,
+    their commands joined. None, with a message, when a folder has no results."""
+    missing = [str(f / "results.json") for f in folders if not (f / "results.json").is_file()]
+    if missing:
+        print(f"{script}: error: no results in {', '.join(missing)}; give the --out folders of "
+              "finished or running runs", file=sys.stderr)
+        return None
+    parts = [json.loads((f / "results.json").read_text()) for f in folders]
+    results: Dict[str, Dict] = {}
+    for part in parts:
+        for variant, r in part["results"].items():
+            results.setdefault(variant, r)
+    meta = dict(parts[0]["meta"], command=" ; ".join(part["meta"]["command"] for part in parts))
+    return {"meta": meta, "results": results}
 
 
 def summarize(runs: List[Dict]) -> Dict:

@@ -83,3 +83,19 @@ def test_equal_wall_clock_scores_every_variant_at_the_first_ones_training_time(t
     assert other["train_seconds"]["mean"] >= budget and other["iteration"]["mean"] >= 1
     assert results["hinge+unfused"]["seconds_per_iteration"]["mean"] > 0
     assert "At an equal wall-clock budget" in (out / "results.md").read_text()
+    # Runs split across processes merge into one table; a variant in both keeps the first run's.
+    second = json.loads((out / "results.json").read_text())
+    second["meta"]["command"] = "the second run"
+    second["results"] = {"hinge+cl": second["results"]["hinge+unfused"],
+                         "hinge": dict(second["results"]["hinge"], fid={"mean": 99.0, "std": 0.0})}
+    (tmp_path / "second").mkdir()
+    (tmp_path / "second" / "results.json").write_text(json.dumps(second))
+    merged_dir = tmp_path / "merged"
+    assert harness.main(["--combine", str(out), str(tmp_path / "second"), "--out", str(merged_dir)]) == 0
+    merged = json.loads((merged_dir / "results.json").read_text())
+    assert list(merged["results"]) == ["hinge", "hinge+unfused", "hinge+cl"]
+    assert merged["results"]["hinge"]["fid"]["mean"] == results["hinge"]["fid"]["mean"] != 99.0
+    assert merged["meta"]["command"].endswith(" ; the second run")
+    assert "| hinge+cl |" in (merged_dir / "results.md").read_text()
+    assert (merged_dir / "fid_vs_iteration.png").stat().st_size > 0
+    assert harness.main(["--combine", str(tmp_path / "missing"), "--out", str(merged_dir)]) == 2
