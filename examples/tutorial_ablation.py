@@ -10,9 +10,10 @@ tutorial's recipe (Wasserstein loss with weight clipping at 0.01, Adam 1e-4 / 4e
 betas (0, 0.999)) on the digits benchmark of ``examples/compare_losses.py`` (32x32,
 1,200 iterations, batch 64, FID in a digit classifier's features). ``tutorial`` is
 torchgan's network built from torchgan's layers (``torchgan_sagan.reference``);
-``ours`` is config ``sagan_tutorial_64`` at that size, and ``old`` the same as it was
-before this ablation fixed it (G at 1e-4, spectral norm of transposed convolutions over
-their output channels). Each ``+step`` changes one thing towards torchgan's version (or,
+``ours`` is config ``sagan_tutorial_64`` at that size (G at 8e-4 since the recipe search;
+``ours+glr4`` is the preset between the fix and that search), and ``old`` the same as it
+was before this ablation fixed it (G at 1e-4, spectral norm of transposed convolutions
+over their output channels). Each ``+step`` changes one thing towards torchgan's version (or,
 for the last ones, to another recipe);
 :data:`STEPS` says what each does, and ``ours+a+b`` combines them. ``hinge`` is the
 package's default recipe (config ``sagan_32``, hinge loss, as in compare_losses), to
@@ -46,7 +47,7 @@ from torchgan_sagan import SAGANDiscriminator, SAGANGenerator, make_trainer  # n
 from torchgan_sagan.data import embedded_digits  # noqa: E402
 from torchgan_sagan.layers import SelfAttention2d, apply_spectral_norm, refresh_spectral_norm, spectral_norm_of  # noqa: E402
 from torchgan_sagan.metrics import digit_classifier  # noqa: E402
-from torchgan_sagan.reference import tutorial_losses  # noqa: E402
+from torchgan_sagan.reference import tutorial_losses, tutorial_network_params  # noqa: E402
 
 CLIP = tutorial_losses()[1].clip  # the tutorial's weight clipping, (-0.01, 0.01)
 
@@ -189,8 +190,22 @@ STEPS: Dict[str, Tuple[str, object]] = {
     "nobn": ("no BatchNorm in D (SAGAN's D)", {"d_batchnorm": False}),
     "b09": ("Adam betas (0, 0.9), the SAGAN paper's", {"betas": (0.0, 0.9)}),
     "glr1": ("G's learning rate at the tutorial's 1e-4", {"g_lr": 1e-4}),
-    "glr4": ("G's learning rate at D's, 4e-4 (the package's best-measured recipe)", {"g_lr": 4e-4}),
+    "glr4": ("G's learning rate at D's, 4e-4 (the package's best-measured recipe on sagan_32)", {"g_lr": 4e-4}),
+    # The recipe search on top of the fixed preset.
+    "glr8": ("G's learning rate at 8e-4 (sagan_tutorial_64's since this search)", {"g_lr": 8e-4}),
+    "dlr2": ("D's learning rate at 2e-4", {"d_lr": 2e-4}),
+    "dlr1": ("D's learning rate at the tutorial G's 1e-4", {"d_lr": 1e-4}),
+    "b05": ("Adam betas (0.5, 0.999), DCGAN's", {"betas": (0.5, 0.999)}),
+    "ema": ("a moving average of G (decay 0.995 from step 200; the scores are the average's)",
+            dict(cl.EXTRA_TAGS["ema"])),
+    # The loss: the package's hinge pair instead of clipped Wasserstein (no clipping; D's
+    # tanh goes, as a tanh makes the hinge pair a bounded Wasserstein loss).
+    "hinge": ("the hinge loss (no clipping, no tanh on D's output)", {"loss": "hinge", "d_tanh": False}),
 }
+
+#: The steps torchgan's own network takes too ("tutorial+hinge+glr4"), to tell the
+#: recipe's share of a difference from the network's.
+TUTORIAL_STEPS = ("hinge", "glr4")
 
 #: variant base -> (its compare_losses variant, steps it starts with): the tutorial's
 #: network from this package as it is and as it was before this ablation (G at 1e-4,
@@ -208,8 +223,9 @@ def parse(spec: str) -> Tuple[str, List[str]]:
     base, *steps = spec.split("+")
     if base not in BASES:
         raise ValueError(f"{spec!r}: a variant starts with one of {', '.join(BASES)}")
-    if base == "tutorial" and steps:
-        raise ValueError(f"{spec!r}: 'tutorial' is torchgan's own network and takes no steps")
+    if base == "tutorial" and any(s not in TUTORIAL_STEPS for s in steps):
+        raise ValueError(f"{spec!r}: 'tutorial' is torchgan's own network and takes only the recipe "
+                         f"steps {', '.join(TUTORIAL_STEPS)}")
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         raise ValueError(f"{spec!r}: unknown step(s) {unknown}; known: {', '.join(STEPS)}")
@@ -232,7 +248,9 @@ def build(spec: str, image_size: int, step_channels: int, workdir: Path, device:
     """The trainer of one variant (``compare_losses.run_variant``'s ``build``)."""
     base, steps = parse(spec)
     if base == "tutorial":
-        return cl.build_trainer("tutorial", image_size, step_channels, workdir, device)
+        if not steps:
+            return cl.build_trainer("tutorial", image_size, step_channels, workdir, device)
+        return _tutorial_with_recipe(steps, image_size, step_channels, workdir, device)
     variant, first = BASES[base]
     steps = first + steps
     overrides = {k: v for s in steps if isinstance(STEPS[s][1], dict) for k, v in STEPS[s][1].items()}
@@ -248,6 +266,25 @@ def build(spec: str, image_size: int, step_channels: int, workdir: Path, device:
     return make_trainer(cfg, out=workdir, device=device, network_params=params, losses=losses)
 
 
+def _drop_tanh(net: nn.Module) -> None:
+    """The tutorial D without its last tanh (its raw score, as the hinge loss wants)."""
+    if not isinstance(net.model[-1], nn.Tanh):
+        raise ValueError(f"expected the tutorial discriminator to end with a Tanh, not {net.model[-1]!r}")
+    net.model[-1] = nn.Identity()
+
+
+def _tutorial_with_recipe(steps: List[str], image_size: int, step_channels: int, workdir: Path, device: str):
+    """torchgan's tutorial network under a changed recipe (:data:`TUTORIAL_STEPS`)."""
+    overrides = {k: v for s in steps for k, v in STEPS[s][1].items()}
+    cfg = cl.build_config("tutorial", image_size, step_channels).replace(**overrides)
+    rates = {k: overrides[k] for k in ("g_lr", "d_lr") if k in overrides}
+    params = tutorial_network_params(encoding_dims=cfg.encoding_dims, image_size=image_size, channels=1,
+                                     step_channels=step_channels, **rates)
+    if overrides.get("d_tanh") is False:
+        params["discriminator"]["name"] = _changed(params["discriminator"]["name"], [_drop_tanh])
+    return make_trainer(cfg, out=workdir, device=device, network_params=params)
+
+
 def write_markdown(summary: Dict, path: Path) -> None:
     meta, results = summary["meta"], summary["results"]
     reference = next((k for k in ("old", "ours") if k in results), None)
@@ -255,34 +292,36 @@ def write_markdown(summary: Dict, path: Path) -> None:
     lines = ["# torchgan's tutorial network against this package's version of it: ablation", "",
              f"Command: `{meta['command']}`. Date: {meta['date']}. Machine: {meta['machine']}. torch {meta['torch']}.",
              "", f"{meta['iters']} iterations (batch {meta['batch']}, step_channels {meta['step_channels']}), "
-             f"seeds {meta['seeds']}, digits at 32x32; FID in the digit classifier's features on "
-             f"{meta['samples']} samples, mean ± std over seeds (lower is better).", "",
-             f"| variant | change | FID | KID | classes hit | vs {reference} |", "|---|---|---|---|---|---|"]
+             f"seeds {meta['seeds']} (merged runs: each run's own, as its command says), digits at 32x32; "
+             f"FID in the digit classifier's features on {meta['samples']} samples, mean ± std over seeds "
+             "(lower is better).", "",
+             f"| variant | change | seeds | FID | KID | classes hit | {f'vs {reference}' if reference else ''} | "
+             "G's own FID (moving-average runs) |",
+             "|---|---|---|---|---|---|---|---|"]
     for spec, r in results.items():
-        _, steps = parse(spec)
-        about = "torchgan's network from torchgan's layers" if spec == "tutorial" else \
-            ("sagan_tutorial_64" + (" as it was" if spec == "old" else "") if not steps
-             else "; ".join(STEPS[s][0] for s in steps))
+        base, steps = parse(spec)
+        changes = [STEPS[s][0] for s in steps]
+        if base == "tutorial":
+            changes.insert(0, "torchgan's network from torchgan's layers")
+        about = "; ".join(changes) or "sagan_tutorial_64" + (" as it was" if spec == "old" else "")
         delta = f"{r['fid']['mean'] - ours['mean']:+.2f}" if ours and spec != reference else ""
-        lines.append(f"| {spec} | {about} | {r['fid']['mean']:.2f} ± {r['fid']['std']:.2f} | "
-                     f"{r['kid']['mean']:.4f} ± {r['kid']['std']:.4f} | {r['classes_hit']['mean']:.1f} | {delta} |")
+        live = f"{r['fid_live']['mean']:.2f} ± {r['fid_live']['std']:.2f}" if "fid_live" in r else ""
+        lines.append(f"| {spec} | {about} | {len(r['fid']['per_seed'])} | "
+                     f"{r['fid']['mean']:.2f} ± {r['fid']['std']:.2f} | "
+                     f"{r['kid']['mean']:.4f} ± {r['kid']['std']:.4f} | {r['classes_hit']['mean']:.1f} | {delta} | "
+                     f"{live} |")
     path.write_text("\n".join(lines) + "\n")
 
 
 def combine(folders: List[Path], out: Path) -> int:
     """One table from the ``results.json`` of several runs (same settings)."""
-    missing = [str(f / "results.json") for f in folders if not (f / "results.json").is_file()]
-    if missing:
-        print(f"tutorial_ablation.py: error: no results in {', '.join(missing)}; give the --out "
-              "folders of finished or running ablation runs", file=sys.stderr)
+    merged = cl.merge_results(folders, "tutorial_ablation.py")
+    if merged is None:
         return 2
-    parts = [json.loads((f / "results.json").read_text()) for f in folders]
-    merged = {"meta": dict(parts[0]["meta"], command=" ; ".join(p["meta"]["command"] for p in parts)),
-              "results": {k: v for p in parts for k, v in p["results"].items()}}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(merged, indent=2))
     write_markdown(merged, out / "results.md")
-    print(f"{len(merged['results'])} variants from {len(parts)} runs -> {out / 'results.md'}")
+    print(f"{len(merged['results'])} variants from {len(folders)} runs -> {out / 'results.md'}")
     return 0
 
 

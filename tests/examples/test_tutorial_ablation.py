@@ -86,7 +86,7 @@ def test_pytorch_init_draws_within_the_default_bounds(ablation, tmp_path):
 def test_old_is_the_preset_before_the_fix(ablation, tmp_path):
     from torchgan_sagan.layers import spectral_norm_of
 
-    for spec, dim, g_lr in (("ours", 0, 4e-4), ("old", 1, 1e-4), ("old+sn_in", 0, 1e-4), ("hinge+sn_out", 1, 4e-4)):
+    for spec, dim, g_lr in (("ours", 0, 8e-4), ("old", 1, 1e-4), ("old+sn_in", 0, 1e-4), ("hinge+sn_out", 1, 4e-4)):
         trainer, g, _ = nets(ablation, spec, tmp_path)
         dims = {spectral_norm_of(m).dim for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)}
         assert dims == {dim}, spec
@@ -141,9 +141,37 @@ def test_bad_input_exits_with_a_message(ablation, tmp_path, capsys):
     assert ablation.main(["--variants", "ours+nosuchstep"]) == 2
     assert "unknown step(s) ['nosuchstep']" in capsys.readouterr().err
     assert ablation.main(["--variants", "tutorial+tgsn"]) == 2
+    assert "takes only the recipe steps hinge, glr4" in capsys.readouterr().err
     assert ablation.main(["--combine", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
     assert "no results in" in capsys.readouterr().err
     with pytest.raises(ValueError, match="starts with one of tutorial, ours, old, hinge"):
         ablation.parse("minimax+tgsn")
     with pytest.raises(ValueError, match="'hinge' has none"):
         ablation.parse("hinge+noclip_gamma")
+
+
+def test_recipe_steps_set_the_optimizers_and_the_average(ablation, tmp_path):
+    trainer, g, _ = nets(ablation, "ours+glr8+dlr2+b05", tmp_path)
+    g_group = trainer.optimizer_generator.param_groups[0]
+    d_group = trainer.optimizer_discriminator.param_groups[0]
+    assert (g_group["lr"], d_group["lr"]) == (8e-4, 2e-4)
+    assert g_group["betas"] == d_group["betas"] == (0.5, 0.999)
+    assert getattr(g, "ema", None) is None
+    _, g, _ = nets(ablation, "ours+ema", tmp_path)
+    assert (g.ema.decay, g.ema.start) == (0.995, 200)
+
+
+def test_the_hinge_step_swaps_the_loss_on_either_network(ablation, tmp_path):
+    trainer, _, d = nets(ablation, "ours+hinge", tmp_path)
+    assert sorted(trainer.losses) == ["HingeDiscriminatorLoss", "HingeGeneratorLoss"]
+    assert isinstance(d.last_nonlinearity, torch.nn.Identity)
+    tutorial, _, _ = nets(ablation, "tutorial", tmp_path)
+    assert isinstance(tutorial.discriminator.model[-1], torch.nn.Tanh)
+    assert tutorial.optimizer_generator.param_groups[0]["lr"] == 1e-4
+    trainer, _, d = nets(ablation, "tutorial+hinge+glr4", tmp_path)
+    assert sorted(trainer.losses) == ["HingeDiscriminatorLoss", "HingeGeneratorLoss"]
+    assert isinstance(d.model[-1], torch.nn.Identity)
+    assert [type(m) for m in d.model[:-1]] == [type(m) for m in tutorial.discriminator.model[:-1]]
+    assert trainer.optimizer_generator.param_groups[0]["lr"] == 4e-4
+    train_step(trainer, torch.rand(4, 1, 32, 32) * 2 - 1)
+    assert torch.isfinite(d(torch.zeros(2, 1, 32, 32))).all()
