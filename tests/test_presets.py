@@ -53,6 +53,7 @@ def test_tutorial_preset_keeps_the_tutorial_widths(tmp_path):
         "WassersteinDiscriminatorLoss",
     ]
     assert cfg.losses()[1].clip == (-0.01, 0.01)
+    assert (cfg.g_lr, cfg.d_lr, cfg.betas) == (8e-4, 4e-4, (0.0, 0.999))  # the recipe search's best
 
 
 @pytest.mark.parametrize("label_type", ["generated", "required"])
