@@ -8,7 +8,7 @@
     python examples/compare_losses.py --combine runs/a runs/b --out runs/ab   # runs split across processes
 
 Every variant trains the same SAGAN (config ``sagan_32``, grayscale, with the same seed,
-iterations, batch and learning rates: Adam 4e-4 for G and D, the best-measured recipe)
+iterations, batch and learning rates: Adam 4e-4 for G and D, the presets' rates)
 on the handwritten digits that ship with scikit-learn, resized to 32x32, through
 torchgan's ``Trainer`` (its ``train_iter``, so each loss runs its own torchgan
 ``train_ops``). Only the loss changes:

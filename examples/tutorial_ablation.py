@@ -190,7 +190,7 @@ STEPS: Dict[str, Tuple[str, object]] = {
     "nobn": ("no BatchNorm in D (SAGAN's D)", {"d_batchnorm": False}),
     "b09": ("Adam betas (0, 0.9), the SAGAN paper's", {"betas": (0.0, 0.9)}),
     "glr1": ("G's learning rate at the tutorial's 1e-4", {"g_lr": 1e-4}),
-    "glr4": ("G's learning rate at D's, 4e-4 (the package's best-measured recipe on sagan_32)", {"g_lr": 4e-4}),
+    "glr4": ("G's learning rate at D's, 4e-4 (sagan_32's rates)", {"g_lr": 4e-4}),
     # The recipe search on top of the fixed preset.
     "glr8": ("G's learning rate at 8e-4 (sagan_tutorial_64's since this search)", {"g_lr": 8e-4}),
     "dlr2": ("D's learning rate at 2e-4", {"d_lr": 2e-4}),

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-#: G's learning rate in the best-measured recipe: D's, 4e-4. The SAGAN paper's TTUR
+#: G's learning rate in the DCGAN-style presets: D's, 4e-4. The SAGAN paper's TTUR
 #: uses 1e-4 for G; on the digits benchmark at an equal wall-clock budget, equal rates
 #: scored FID 1.8 against 4.9 (docs/results.md).
 BEST_G_LR = 4e-4
@@ -47,10 +47,11 @@ def sagan_celeba_64() -> SAGANConfig:
 
 @register_config
 def sagan_32() -> SAGANConfig:
-    """32x32 images, grayscale or RGB (digits, CIFAR-like): the best-measured recipe
-    (the paper's, with G's learning rate raised to D's 4e-4) with attention on the
-    16x16 feature maps; set image_channels=1 for grayscale, g_lr=1e-4 for the paper's
-    TTUR."""
+    """32x32 images, grayscale or RGB (digits, CIFAR-like): the paper's recipe with
+    G's learning rate raised to D's 4e-4 (measured better than its TTUR; g_lr=1e-4
+    restores it), attention on the 16x16 feature maps; set image_channels=1 for
+    grayscale. At these rates torchgan's least squares measured better than hinge on
+    the digits (loss="least_squares"; docs/results.md)."""
     return SAGANConfig(image_size=32, g_lr=BEST_G_LR)
 
 
@@ -65,7 +66,7 @@ def sagan_128() -> SAGANConfig:
 @register_config
 def sagan_faces_32() -> SAGANConfig:
     """The embedded default of examples/celeba.py: the 100 LFW face crops shipped
-    with scikit-image, grayscale, resized to 32x32. The best-measured recipe (sagan_32's)
+    with scikit-image, grayscale, resized to 32x32. sagan_32's recipe
     at a width (step_channels 32) and batch (20) sized for a few minutes on a 2-core
     CPU (300 epochs of 10 steps)."""
     return sagan_32().replace(image_channels=1, step_channels=32, batch_size=20, epochs=300)
