@@ -80,7 +80,8 @@ def sagan_tutorial_64() -> SAGANConfig:
     with clipping at 0.01, Adam betas (0, 0.999), encoding_dims 100; Adam 8e-4 for G
     and 4e-4 for D, the best-measured here (the tutorial has 1e-4 for G: g_lr=1e-4;
     on the digits benchmark 8e-4 scored FID 11.5 +- 1.1 on six seeds fresh to the
-    search, torchgan's own tutorial network 12.5 +- 2.0 on the same seeds). The
+    search, torchgan's own tutorial network 12.5 +- 2.0 on the same seeds; level with
+    it over nine seeds in two settings: docs/results.md). The
     attention is this package's in the paper's layout (softmax over keys, value at
     C/2, keys and values pooled 2x2, fused); attn_layout="torchgan" keeps torchgan's
     projections (C/8 queries and keys, C values, no pooling). Differences in detail:
