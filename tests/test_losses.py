@@ -1,6 +1,7 @@
 import pytest
 import torch
 from torch.optim import Adam
+from torchgan import losses as tg
 from torchgan.losses import DiscriminatorLoss, GeneratorLoss
 from torchgan.trainer import Trainer
 
@@ -8,6 +9,8 @@ from torchgan_sagan import train_step
 from torchgan_sagan import (
     HingeDiscriminatorLoss,
     HingeGeneratorLoss,
+    LeastSquaresDiscriminatorLoss,
+    LeastSquaresGeneratorLoss,
     SAGANDiscriminator,
     SAGANGenerator,
     hinge_discriminator_loss,
@@ -59,9 +62,40 @@ def test_unknown_reduction_is_a_value_error(bad):
         hinge_discriminator_loss(DX, DGZ, bad)
 
 
+# By hand, least squares with a = 0, b = 1, c = 1: (dx - 1)^2 = [0.25, 9.0, 0.25];
+# dgz^2 = [2.25, 0.04, 9.0]; (dgz - 1)^2 = [6.25, 0.64, 4.0]
+LS_D_EXPECTED = {"mean": 0.5 * (9.5 / 3 + 11.29 / 3), "sum": 0.5 * (9.5 + 11.29), "none": [1.25, 4.52, 4.625]}
+LS_G_EXPECTED = {"mean": 0.5 * 10.89 / 3, "sum": 0.5 * 10.89, "none": [3.125, 0.32, 2.0]}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_least_squares_values_by_hand_and_equal_to_torchgans(reduction):
+    d, g = LeastSquaresDiscriminatorLoss(reduction), LeastSquaresGeneratorLoss(reduction)
+    assert torch.allclose(d(DX, DGZ), torch.tensor(LS_D_EXPECTED[reduction]))
+    assert torch.allclose(g(DGZ), torch.tensor(LS_G_EXPECTED[reduction]))
+    assert torch.equal(d(DX, DGZ), tg.LeastSquaresDiscriminatorLoss(reduction)(DX, DGZ))
+    assert torch.equal(g(DGZ), tg.LeastSquaresGeneratorLoss(reduction)(DGZ))
+
+
+def test_least_squares_targets_are_torchgans_arguments():
+    d = LeastSquaresDiscriminatorLoss(a=-1.0, b=1.0)
+    g = LeastSquaresGeneratorLoss(c=0.0)
+    assert d(torch.tensor([1.0]), torch.tensor([-1.0])).item() == 0.0
+    assert g(torch.tensor([0.0])).item() == 0.0
+
+
+def test_least_squares_unknown_reduction_is_a_value_error():
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        LeastSquaresGeneratorLoss("avg")
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        LeastSquaresDiscriminatorLoss("avg")
+
+
 def test_modules_are_torchgan_losses():
     assert isinstance(HingeGeneratorLoss(), GeneratorLoss)
     assert isinstance(HingeDiscriminatorLoss(), DiscriminatorLoss)
+    assert isinstance(LeastSquaresGeneratorLoss(), tg.LeastSquaresGeneratorLoss)
+    assert isinstance(LeastSquaresDiscriminatorLoss(), tg.LeastSquaresDiscriminatorLoss)
 
 
 def _trainer(tmp_path, losses):
@@ -89,9 +123,15 @@ def _trainer(tmp_path, losses):
     )
 
 
-def test_trainer_maps_its_arguments_to_the_hinge_losses(tmp_path):
-    trainer = _trainer(tmp_path, [HingeGeneratorLoss(), HingeDiscriminatorLoss()])
-    assert trainer.loss_arg_maps["HingeGeneratorLoss"] == {
+PAIRS = {"hinge": (HingeGeneratorLoss, HingeDiscriminatorLoss),
+         "least_squares": (LeastSquaresGeneratorLoss, LeastSquaresDiscriminatorLoss)}
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_trainer_maps_its_arguments_to_the_losses(tmp_path, pair):
+    gen, dis = PAIRS[pair]
+    trainer = _trainer(tmp_path, [gen(), dis()])
+    assert trainer.loss_arg_maps[gen.__name__] == {
         "generator": "generator",
         "discriminator": "discriminator",
         "optimizer_generator": "optimizer_generator",
@@ -99,7 +139,7 @@ def test_trainer_maps_its_arguments_to_the_hinge_losses(tmp_path):
         "batch_size": "batch_size",
         "labels": "labels",
     }
-    assert set(trainer.loss_arg_maps["HingeDiscriminatorLoss"]) == {
+    assert set(trainer.loss_arg_maps[dis.__name__]) == {
         "generator",
         "discriminator",
         "optimizer_discriminator",
@@ -124,19 +164,25 @@ def test_sum_and_mean_train(tmp_path, reduction):
     assert any(not torch.equal(a, b) for a, b in zip(before, after))
 
 
-def test_reduction_none_in_the_trainer_is_a_clear_error(tmp_path):
-    trainer = _trainer(tmp_path, [HingeGeneratorLoss("none"), HingeDiscriminatorLoss()])
+@pytest.mark.parametrize("pair", PAIRS)
+def test_reduction_none_in_the_trainer_is_a_clear_error(tmp_path, pair):
+    gen, dis = PAIRS[pair]
+    trainer = _trainer(tmp_path, [gen("none"), dis()])
     with pytest.raises(ValueError, match="use reduction='mean' or 'sum'"):
+        train_step(trainer, torch.rand(4, 3, 16, 16))
+    trainer = _trainer(tmp_path, [gen(), dis("none")])
+    with pytest.raises(ValueError, match=f"{dis.__name__}.*use reduction='mean' or 'sum'"):
         train_step(trainer, torch.rand(4, 3, 16, 16))
 
 
+@pytest.mark.parametrize("pair", PAIRS)
 @pytest.mark.parametrize("freeze", [True, False])
-def test_the_generator_step_computes_no_discriminator_weight_gradients(freeze):
+def test_the_generator_step_computes_no_discriminator_weight_gradients(freeze, pair):
     torch.manual_seed(0)
     g = SAGANGenerator(8, 16, 3, 8)
     d = SAGANDiscriminator(16, 3, 8)
     optimizer = Adam(g.parameters(), lr=1e-4, betas=(0.0, 0.9))
-    loss = HingeGeneratorLoss(freeze_discriminator=freeze)
+    loss = PAIRS[pair][0](freeze_discriminator=freeze)
     torch.manual_seed(1)
     loss.train_ops(g, d, optimizer, torch.device("cpu"), 4)
     d_grads = [p.grad for p in d.parameters()]
@@ -176,7 +222,8 @@ def test_the_discriminator_step_normalizes_each_weight_once_and_builds_no_graph_
     assert loss.shape == () and not loss.requires_grad
 
 
-def test_the_discriminator_step_computes_torchgans_loss_and_update():
+@pytest.mark.parametrize("pair", PAIRS)
+def test_the_discriminator_step_computes_torchgans_loss_and_update(pair):
     """Same seed, same nets: the package's D step and torchgan's give one loss and one
     update (torchgan's with D's normalized weights computed once too, as in ours)."""
     from torch.nn.utils import parametrize
@@ -186,7 +233,7 @@ def test_the_discriminator_step_computes_torchgans_loss_and_update():
         torch.manual_seed(0)
         g, d = SAGANGenerator(8, 16, 3, 8), SAGANDiscriminator(16, 3, 8)
         optimizer = Adam(d.parameters(), lr=1e-4, betas=(0.0, 0.9))
-        loss = HingeDiscriminatorLoss()
+        loss = PAIRS[pair][1]()
         torch.manual_seed(1)
         args = (g, d, optimizer, torch.rand(4, 3, 16, 16) * 2 - 1, torch.device("cpu"))
         if ours:

@@ -20,6 +20,8 @@ from .layers import (
 from .losses import (
     HingeDiscriminatorLoss,
     HingeGeneratorLoss,
+    LeastSquaresDiscriminatorLoss,
+    LeastSquaresGeneratorLoss,
     hinge_discriminator_loss,
     hinge_generator_loss,
 )
@@ -56,6 +58,8 @@ __all__ = [
     "hinge_discriminator_loss",
     "HingeGeneratorLoss",
     "HingeDiscriminatorLoss",
+    "LeastSquaresGeneratorLoss",
+    "LeastSquaresDiscriminatorLoss",
     "SAGANGenerator",
     "SAGANDiscriminator",
     "find_images",

@@ -1,4 +1,6 @@
-r"""The hinge loss pair used by SAGAN, as functions and as torchgan losses.
+r"""The loss pairs this package trains with, as torchgan losses.
+
+The hinge pair used by SAGAN, as functions and as modules:
 
 .. math::
     L_D = \mathbb{E}_x[\max(0, 1 - D(x))] + \mathbb{E}_z[\max(0, 1 + D(G(z)))] \\
@@ -6,6 +8,18 @@ r"""The hinge loss pair used by SAGAN, as functions and as torchgan losses.
 
 ``D`` must return raw logits (no sigmoid or tanh): a bounded output would keep
 the margins of the discriminator loss from ever being reached.
+
+The least-squares pair (Mao et al. 2017), torchgan's own losses given this package's
+training steps: the presets' default, as it measured best on the digits
+(docs/results.md).
+
+.. math::
+    L_D = \tfrac12\mathbb{E}_x[(D(x) - b)^2] + \tfrac12\mathbb{E}_z[(D(G(z)) - a)^2] \\
+    L_G = \tfrac12\mathbb{E}_z[(D(G(z)) - c)^2]
+
+Both pairs train through the same steps (``train_ops``): the loss comes back as a
+detached device scalar (no host sync), D's weights get no gradients in G's step, and
+D's spectrally normalized weights are computed once per D step.
 """
 
 from __future__ import annotations
@@ -14,7 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 from torch.nn.parallel import DistributedDataParallel
-from torchgan.losses import DiscriminatorLoss, GeneratorLoss
+from torchgan.losses import (
+    DiscriminatorLoss,
+    GeneratorLoss,
+    LeastSquaresDiscriminatorLoss as _TorchganLeastSquaresDiscriminatorLoss,
+    LeastSquaresGeneratorLoss as _TorchganLeastSquaresGeneratorLoss,
+)
 
 from ._validation import check_choice, check_scalar_reduction
 
@@ -24,6 +43,8 @@ __all__ = [
     "hinge_discriminator_loss",
     "HingeGeneratorLoss",
     "HingeDiscriminatorLoss",
+    "LeastSquaresGeneratorLoss",
+    "LeastSquaresDiscriminatorLoss",
 ]
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -171,5 +192,42 @@ class HingeDiscriminatorLoss(DiscriminatorLoss):
 
     def forward(self, dx: torch.Tensor, dgz: torch.Tensor) -> torch.Tensor:
         return hinge_discriminator_loss(dx, dgz, self.reduction)
+
+    train_ops = _discriminator_step
+
+
+class LeastSquaresGeneratorLoss(_TorchganLeastSquaresGeneratorLoss):
+    r"""Least-squares loss for the generator, :math:`L_G = \tfrac12\mathbb{E}_z[(D(G(z)) - c)^2]`
+    with ``c = 1``.
+
+    torchgan's ``LeastSquaresGeneratorLoss`` (same loss, same arguments) with this
+    package's training step: the loss stays on the device (torchgan's step reads it
+    back with ``.item()``, a host sync every iteration on a GPU) and D's weights get no
+    gradients (``freeze_discriminator``, on by default). ``reduction`` is ``"mean"``
+    (default), ``"sum"`` or ``"none"`` (``"none"`` only outside the Trainer).
+    """
+
+    def __init__(self, reduction: str = "mean", c: float = 1.0, override_train_ops=None, *,
+                 freeze_discriminator: bool = True) -> None:
+        super().__init__(check_choice("reduction", reduction, REDUCTIONS), c, override_train_ops)
+        self.freeze_discriminator = freeze_discriminator
+
+    train_ops = _generator_step
+
+
+class LeastSquaresDiscriminatorLoss(_TorchganLeastSquaresDiscriminatorLoss):
+    r"""Least-squares loss for the discriminator,
+    :math:`L_D = \tfrac12\mathbb{E}[(D(x) - b)^2] + \tfrac12\mathbb{E}[(D(G(z)) - a)^2]`
+    with ``a = 0`` (fake) and ``b = 1`` (real).
+
+    torchgan's ``LeastSquaresDiscriminatorLoss`` (same loss, same arguments) with this
+    package's training step: the loss stays on the device, G's images are made without
+    an autograd graph and D's spectrally normalized weights are computed once for its
+    real and fake batches. ``reduction`` is ``"mean"`` (default), ``"sum"`` or
+    ``"none"`` (``"none"`` only outside the Trainer).
+    """
+
+    def __init__(self, reduction: str = "mean", a: float = 0.0, b: float = 1.0, override_train_ops=None) -> None:
+        super().__init__(check_choice("reduction", reduction, REDUCTIONS), a, b, override_train_ops)
 
     train_ops = _discriminator_step
