@@ -26,9 +26,9 @@ Networks (64x64 RGB, batch 64 unless told otherwise):
 channels-last, ``+compile`` torch.compile (its first-compile time is reported),
 ``+bf16`` autocast, ``+official`` the paper's attention layout, ``+dropin`` torchgan's
 layout (C/8 queries and keys, C values, no pooling), ``+unfused``, ``+diffaug``; and
-``+dgrads``: the hinge generator step computes D's weight gradients too, as torchgan's
-losses do (the package's hinge loss skips them), for a before/after comparison; and
-``+torchgansteps``: both hinge losses train through torchgan's own ``train_ops`` (a
+``+dgrads``: the generator step computes D's weight gradients too, as torchgan's
+losses do (the package's losses skip them), for a before/after comparison; and
+``+torchgansteps``: both of the package's losses train through torchgan's own ``train_ops`` (a
 host read of each loss, D's weight gradients in G's step, an autograd graph through G
 in D's step, D's spectral norm computed for each of its two calls).
 
@@ -60,20 +60,19 @@ from _measure import (interleaved_times, machine_description, markdown_table, ma
 
 from torchgan_sagan import get_config, list_configs, make_trainer, train_step  # noqa: E402
 from torchgan_sagan.cli import parse_spec  # noqa: E402
-from torchgan_sagan.losses import HingeDiscriminatorLoss, HingeGeneratorLoss  # noqa: E402
 from torchgan_sagan.training import cuda_settings  # noqa: E402
 from torchgan_sagan.layers import SelfAttention2d  # noqa: E402
 from torchgan_sagan.reference import tutorial_losses, tutorial_network_params  # noqa: E402
 
-class _TorchganGeneratorStep(HingeGeneratorLoss):
-    train_ops = GeneratorLoss.train_ops
 
-
-class _TorchganDiscriminatorStep(HingeDiscriminatorLoss):
-    train_ops = DiscriminatorLoss.train_ops
-
-
-_TORCHGAN_STEPS = {HingeGeneratorLoss: _TorchganGeneratorStep, HingeDiscriminatorLoss: _TorchganDiscriminatorStep}
+def _with_torchgans_step(loss):
+    """``loss`` (one of the package's) training through torchgan's own ``train_ops``;
+    torchgan's losses as they are."""
+    if type(loss).__module__ != "torchgan_sagan.losses":
+        return loss
+    base = GeneratorLoss if isinstance(loss, GeneratorLoss) else DiscriminatorLoss
+    loss.train_ops = base.train_ops.__get__(loss)
+    return loss
 
 
 def tutorial_torchgan(step_channels: int):
@@ -104,10 +103,11 @@ def build(spec: str, batch: int, step_channels: int, device: torch.device, workd
                    ).replace(**overrides)
         params, losses = cfg.network_params(), cfg.losses()
         if "dgrads" in tags:  # torchgan's behaviour: the G step also computes D's weight gradients
-            losses = [HingeGeneratorLoss(freeze_discriminator=False) if isinstance(loss, HingeGeneratorLoss)
-                      else loss for loss in losses]
-        if "torchgansteps" in tags:  # the hinge losses through torchgan's own train_ops
-            losses = [_TORCHGAN_STEPS.get(type(loss), type(loss))() for loss in losses]
+            for loss in losses:
+                if hasattr(loss, "freeze_discriminator"):
+                    loss.freeze_discriminator = False
+        if "torchgansteps" in tags:  # the package's losses through torchgan's own train_ops
+            losses = [_with_torchgans_step(loss) for loss in losses]
     trainer = make_trainer(cfg, out=workdir / spec, device=device, network_params=params, losses=losses,
                            sample_size=4)
     images = torch.rand(batch, cfg.image_channels, cfg.image_size, cfg.image_size, device=device) * 2 - 1

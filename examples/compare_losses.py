@@ -14,8 +14,9 @@ torchgan's ``Trainer`` (its ``train_iter``, so each loss runs its own torchgan
 ``train_ops``). Only the loss changes:
 
 - ``hinge``: this package's hinge pair (the SAGAN paper's loss);
-- ``minimax``, ``least_squares``, ``wasserstein`` (weight clipping), ``wasserstein_gp``:
-  torchgan's losses;
+- ``least_squares``: torchgan's least-squares pair with this package's training steps
+  (the DCGAN-style presets' default);
+- ``minimax``, ``wasserstein`` (weight clipping), ``wasserstein_gp``: torchgan's losses;
 - ``tutorial``: for reference, torchgan's SAGAN tutorial network as shipped (its own
   ``SelfAttention2d``, BatchNorm, tanh output), at 32x32, with the tutorial's recipe
   (Wasserstein loss with clipping, Adam 1e-4 / 4e-4, betas (0, 0.999));

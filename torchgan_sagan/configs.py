@@ -12,8 +12,9 @@ maps them onto torchgan's ``models`` schema. Named recipes live in
     trainer = make_trainer(cfg, device=device)              # or Trainer(cfg.network_params(), ...)
     trainer(dataloader)
 
-Losses are chosen by name from :data:`LOSSES`: the hinge pair of this package or one
-of torchgan's built-in losses for unconditional GANs.
+Losses are chosen by name from :data:`LOSSES`: the hinge and least-squares pairs of
+this package (:mod:`torchgan_sagan.losses`) or one of torchgan's built-in losses for
+unconditional GANs.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ from ._validation import (
     check_positive_int,
     check_resolutions,
 )
-from .losses import HingeDiscriminatorLoss, HingeGeneratorLoss
+from .losses import (
+    HingeDiscriminatorLoss,
+    HingeGeneratorLoss,
+    LeastSquaresDiscriminatorLoss,
+    LeastSquaresGeneratorLoss,
+)
 from .models import BACKBONES, default_attn_resolutions
 from .options import OPTION_GROUPS, net_options, option, option_fields
 
@@ -50,8 +56,9 @@ LOSSES: Dict[str, Callable[[], list]] = {
     "hinge": lambda: [HingeGeneratorLoss(), HingeDiscriminatorLoss()],
     # Goodfellow et al. 2014, with the non-saturating generator loss.
     "minimax": lambda: [tg.MinimaxGeneratorLoss(), tg.MinimaxDiscriminatorLoss()],
-    # Mao et al. 2017 (LSGAN).
-    "least_squares": lambda: [tg.LeastSquaresGeneratorLoss(), tg.LeastSquaresDiscriminatorLoss()],
+    # Mao et al. 2017 (LSGAN): torchgan's losses with this package's training steps
+    # (no host sync per step), the presets' default.
+    "least_squares": lambda: [LeastSquaresGeneratorLoss(), LeastSquaresDiscriminatorLoss()],
     # Arjovsky et al. 2017: weight clipping at 0.01, as in the paper and torchgan's tutorial.
     "wasserstein": lambda: [
         tg.WassersteinGeneratorLoss(),
