@@ -34,6 +34,25 @@ def test_seeded_and_reproducible(tiny_run, tmp_path):
             (tmp_path / "b" / "images" / f"{i:06d}.png").read_bytes()
 
 
+def test_beside_draws_other_runs_from_the_same_noise(tiny_run, tmp_path, monkeypatch, capsys):
+    drawn = []
+    monkeypatch.setattr(command, "side_by_side_figure", lambda panels, path: drawn.append((panels, path)))
+    assert command.main([str(tiny_run), "--num", "70", "--out", str(tmp_path / "g"), "--interpolate", "0",
+                         "--attention", "0", "--beside", str(tiny_run)]) == 0
+    (panels, path), = drawn
+    assert path == tmp_path / "g" / "beside.png" and "beside.png" in capsys.readouterr().out
+    assert [title for title, _ in panels] == [tiny_run.name, tiny_run.name]
+    assert panels[0][1].shape == (64, 1, 32, 32)  # the first 64 of the 70
+    assert torch.equal(panels[0][1], panels[1][1])  # one generator, one noise: one picture
+
+
+def test_beside_a_run_with_other_inputs_is_a_clear_error(tiny_run, tiny_conditional_run, tmp_path, capsys):
+    assert command.main([str(tiny_run), "--num", "2", "--out", str(tmp_path), "--interpolate", "0",
+                         "--attention", "0", "--beside", str(tiny_conditional_run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("generate: error: --beside") and "10 classes" in err and "can share noise" in err
+
+
 def test_conditional_runs_draw_one_class_per_row(tiny_conditional_run, tmp_path):
     out = tmp_path / "cond"
     assert command.main([str(tiny_conditional_run), "--num", "4", "--out", str(out), "--classes", "2", "7",

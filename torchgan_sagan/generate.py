@@ -3,6 +3,7 @@
     python -m torchgan_sagan.generate runs/sagan_faces_32                # 64 images, grid, interpolation, attention
     python -m torchgan_sagan.generate runs/sagan_faces_32 --num 1000 --truncation 1.0 --out new_faces
     python -m torchgan_sagan.generate runs/digits --classes 3 7 --per-class 10   # a conditional run
+    python -m torchgan_sagan.generate runs/new --beside runs/old          # two runs, same noise
 
 RUN is a run folder (its newest intact checkpoint) or a checkpoint file; the
 generator is rebuilt from the config the run recorded and runs in eval mode (its
@@ -13,7 +14,10 @@ moving average, when it has one). Everything is seeded (``--seed``) and goes to
 - ``interpolation.png`` and ``interpolation.gif``: spherical interpolations between
   seeded noise vectors (``--interpolate`` steps, ``--rows`` of them; 0: none);
 - ``classes.png`` (conditional runs): one row per class of ``--classes`` (default all);
-- ``attention.png``: where four pixels of ``--attention`` samples attend (0: none).
+- ``attention.png``: where four pixels of ``--attention`` samples attend (0: none);
+- ``beside.png`` with ``--beside OTHER_RUN ...``: the first 64 images of ``grid.png``
+  and, beside them, what each other run's generator makes from the same noise (and
+  labels), titled by folder name: a before/after picture of a recipe change.
 
 ``--truncation T`` draws every noise entry from the normal distribution truncated to
 [-T, T] (the truncation trick: less variety, more typical images).
@@ -32,12 +36,15 @@ from torchvision.utils import save_image
 from .cli import CommandError, command_parser, parse_device, require_at_least, run_command
 from .runs import load_generator
 from .sampling import generate, interpolation_noise, noise
-from .visualize import attention_figure, image_grid
+from .visualize import attention_figure, image_grid, side_by_side_figure
 
 __all__ = ["build_parser", "main"]
 
 #: Images in ``grid.png`` at most.
 GRID_LIMIT = 256
+
+#: Images per run in ``beside.png``.
+BESIDE_LIMIT = 64
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: every class, up to 20 rows in classes.png)")
     p.add_argument("--per-class", type=int, default=8, help="conditional runs: images per class in classes.png")
     p.add_argument("--attention", type=int, default=4, metavar="K", help="attention maps of K samples (0: none)")
+    p.add_argument("--beside", type=Path, nargs="+", default=[], metavar="OTHER_RUN",
+                   help="also draw these runs from the same noise, side by side in beside.png")
     return p
 
 
@@ -64,6 +73,11 @@ def _class_labels(generator, classes: Optional[List[int]]) -> Optional[torch.Ten
     if bad:
         raise CommandError(f"--classes {bad} out of range: this generator has classes 0 to {generator.num_classes - 1}")
     return torch.tensor(classes)
+
+
+def _title(run: Path) -> str:
+    """A run's name in a figure: its folder (a checkpoint's run folder)."""
+    return run.name if run.is_dir() else f"{run.parent.parent.name}/{run.name}"
 
 
 def _write_gif(frames: torch.Tensor, path: Path) -> None:
@@ -88,8 +102,8 @@ def run(args: argparse.Namespace) -> None:
     common = dict(device=device, batch_size=args.batch_size)
 
     labels = None if classes is None else classes.repeat(args.num // len(classes) + 1)[: args.num]
-    z = noise(args.num, generator.encoding_dims, seed=args.seed, truncation=args.truncation)
-    images = generate(generator, z=z, labels=labels, progress=args.num > args.batch_size, **common)
+    sample_z = noise(args.num, generator.encoding_dims, seed=args.seed, truncation=args.truncation)
+    images = generate(generator, z=sample_z, labels=labels, progress=args.num > args.batch_size, **common)
     for i, image in enumerate(images):
         save_image(((image + 1) / 2).clamp(0, 1), out / "images" / f"{i:06d}.png")
     save_image(image_grid(images[:GRID_LIMIT]), out / "grid.png")
@@ -112,6 +126,21 @@ def run(args: argparse.Namespace) -> None:
         save_image(image_grid(generate(generator, z=z, labels=per_class, **common), nrow=args.per_class),
                    out / "classes.png")
         written.append(str(out / "classes.png"))
+
+    if args.beside:
+        panels = [(_title(args.run), images[:BESIDE_LIMIT])]
+        for other_run in args.beside:
+            other = load_generator(other_run, device=device, trust_checkpoint=args.trust_checkpoint)
+            if (other.encoding_dims, other.num_classes) != (generator.encoding_dims, generator.num_classes):
+                raise CommandError(
+                    f"--beside {other_run}: its generator takes {other.encoding_dims}-dim noise and "
+                    f"{other.num_classes} classes, {args.run}'s {generator.encoding_dims} and "
+                    f"{generator.num_classes}; only runs with one noise size and class count can share noise")
+            n = min(args.num, BESIDE_LIMIT)
+            panels.append((_title(other_run), generate(other, z=sample_z[:n], labels=None if labels is None
+                                                       else labels[:n], **common)))
+        side_by_side_figure(panels, out / "beside.png")
+        written.append(str(out / "beside.png"))
 
     if args.attention and generator.attn_resolutions:
         z = noise(args.attention, generator.encoding_dims, seed=args.seed + 3, truncation=args.truncation)

@@ -17,7 +17,7 @@ from .memorization import match_training_images
 from .models import SAGANGenerator
 
 __all__ = ["image_grid", "nearest_grid", "default_queries", "attention_maps_of", "attention_grid",
-           "attention_figure", "real_vs_fake_figure"]
+           "attention_figure", "side_by_side_figure", "real_vs_fake_figure"]
 
 
 def _pyplot():
@@ -165,14 +165,22 @@ def attention_figure(
     plt.close(fig)
 
 
-def real_vs_fake_figure(real: torch.Tensor, fake: torch.Tensor, path: str | os.PathLike) -> None:
-    """Save real and generated images side by side (both (B, C, H, W) in [-1, 1])."""
+def side_by_side_figure(panels: Sequence[Tuple[str, torch.Tensor]], path: str | os.PathLike) -> None:
+    """Save image grids side by side, each under its title: ``panels`` is a sequence of
+    ``(title, images)`` with images (B, C, H, W) in [-1, 1]."""
+    if not panels:
+        raise ValueError("side_by_side_figure needs at least one (title, images) panel")
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
-    for ax, images, title in ((axes[0], real, "real"), (axes[1], fake, "generated")):
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False)
+    for ax, (title, images) in zip(axes[0], panels):
         ax.imshow(image_grid(images).permute(1, 2, 0).numpy())
         ax.set_title(title)
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def real_vs_fake_figure(real: torch.Tensor, fake: torch.Tensor, path: str | os.PathLike) -> None:
+    """Save real and generated images side by side (both (B, C, H, W) in [-1, 1])."""
+    side_by_side_figure([("real", real), ("generated", fake)], path)
