@@ -42,8 +42,9 @@ def _trainer(tmp_path, **overrides):
     return make_trainer(cfg, out=tmp_path, device="cpu", log_every=3)
 
 
-@pytest.mark.parametrize("overrides", [{}, {"ema_decay": 0.9, "ema_start": 0, "diffaugment": "color,translation"}],
-                         ids=["default", "ema-diffaugment"])
+@pytest.mark.parametrize("overrides", [{}, {"loss": "hinge"},
+                                       {"ema_decay": 0.9, "ema_start": 0, "diffaugment": "color,translation"}],
+                         ids=["default", "hinge", "ema-diffaugment"])
 def test_a_training_step_reads_nothing_back_between_log_points(tmp_path, overrides, monkeypatch):
     trainer = _trainer(tmp_path, **overrides)
     lists = []
@@ -78,7 +79,7 @@ def test_read_back_gives_torchgans_floats(tmp_path):
     assert math.isclose(info["discriminator_losses"], sum(float(d) for _, d in losses), rel_tol=1e-6)
     assert math.isclose(info["generator_losses"], sum(float(g) for g, _ in losses), rel_tol=1e-6)
     loss_logs = trainer.logger.get_loss_viz().logs
-    assert len(loss_logs["HingeDiscriminatorLoss"]) == 4 and len(loss_logs["HingeGeneratorLoss"]) == 2
+    assert len(loss_logs["LeastSquaresDiscriminatorLoss"]) == 4 and len(loss_logs["LeastSquaresGeneratorLoss"]) == 2
     assert all(isinstance(v, float) for values in loss_logs.values() for v in values)
     grads = trainer.logger.get_grad_viz().logs
     # One entry per iteration plus the open one, all floats, and positive where a net was trained.
