@@ -101,6 +101,9 @@ EXTRA_TAGS = {
     # paper's TTUR value.
     "glr4": {"g_lr": 4e-4},
     "glr1": {"g_lr": 1e-4},
+    # Two D steps per G step (torchgan's ncritic: every iteration trains D, every
+    # second one G too), as in WGAN-style recipes; the ResNet CIFAR preset has 5.
+    "d2": {"ncritic": 2},
 }
 
 FULL = dict(seeds=[0, 1, 2], iters=1200, eval_every=200, samples=1000, step_channels=16, batch=64,
