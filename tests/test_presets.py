@@ -62,6 +62,15 @@ def test_tutorial_preset_keeps_the_tutorial_widths(tmp_path):
     assert (cfg.g_lr, cfg.d_lr, cfg.betas) == (8e-4, 4e-4, (0.0, 0.999))  # the recipe search's best
 
 
+def test_tutorial_hinge_preset_changes_only_the_loss_and_ds_output():
+    tutorial, hinge = get_config("sagan_tutorial_64"), get_config("sagan_tutorial_hinge_64")
+    assert (hinge.loss, hinge.d_tanh) == ("hinge", False)
+    assert hinge.replace(loss="wasserstein", d_tanh=True, source=tutorial.source) == tutorial
+    d = hinge.network_params()["discriminator"]["name"](**hinge.discriminator_args())
+    assert isinstance(d.last_nonlinearity, torch.nn.Identity)  # raw scores, as the hinge margins need
+    assert [type(x).__name__ for x in hinge.losses()] == ["HingeGeneratorLoss", "HingeDiscriminatorLoss"]
+
+
 @pytest.mark.parametrize("label_type", ["generated", "required"])
 @pytest.mark.parametrize("name", ["sagan_cond_digits_32", "sagan_cond_imagenet_128"])
 def test_conditional_presets_train_with_each_label_type(name, label_type, tmp_path, one_iteration):

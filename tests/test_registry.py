@@ -29,7 +29,8 @@ def test_unknown_name_lists_the_known_ones():
 
 def test_list_configs_filters_with_wildcards():
     assert "sagan_celeba_64" in list_configs("sagan_*")
-    assert list_configs("*_64") == ["sagan_celeba_64", "sagan_resnet_celeba_64", "sagan_tutorial_64"]
+    assert list_configs("*_64") == ["sagan_celeba_64", "sagan_resnet_celeba_64", "sagan_tutorial_64",
+                                      "sagan_tutorial_hinge_64"]
     assert list_configs("sagan_?2*") == ["sagan_128", "sagan_32"]
     assert list_configs("nothing*") == []
 
