@@ -47,10 +47,11 @@ def test_beside_draws_other_runs_from_the_same_noise(tiny_run, tmp_path, monkeyp
 
 
 def test_beside_a_run_with_other_inputs_is_a_clear_error(tiny_run, tiny_conditional_run, tmp_path, capsys):
-    assert command.main([str(tiny_run), "--num", "2", "--out", str(tmp_path), "--interpolate", "0",
+    assert command.main([str(tiny_run), "--num", "2", "--out", str(tmp_path / "g"), "--interpolate", "0",
                          "--attention", "0", "--beside", str(tiny_conditional_run)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("generate: error: --beside") and "10 classes" in err and "can share noise" in err
+    assert not (tmp_path / "g").exists()  # refused before anything was drawn or written
 
 
 def test_conditional_runs_draw_one_class_per_row(tiny_conditional_run, tmp_path):

@@ -3,7 +3,8 @@ import torch
 from PIL import Image
 
 from torchgan_sagan import SAGANGenerator
-from torchgan_sagan.visualize import attention_figure, default_queries, image_grid, real_vs_fake_figure
+from torchgan_sagan.visualize import (attention_figure, default_queries, image_grid, real_vs_fake_figure,
+                                      side_by_side_figure)
 
 
 def test_image_grid_shape_and_range():
@@ -37,3 +38,9 @@ def test_default_queries_lie_inside_the_image():
 def test_real_vs_fake_figure(tmp_path):
     real_vs_fake_figure(torch.rand(4, 3, 16, 16) * 2 - 1, torch.rand(4, 3, 16, 16) * 2 - 1, tmp_path / "rf.png")
     assert (tmp_path / "rf.png").stat().st_size > 0
+
+
+def test_side_by_side_figure_needs_a_panel(tmp_path):
+    with pytest.raises(ValueError, match="at least one"):
+        side_by_side_figure([], tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()

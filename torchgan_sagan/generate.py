@@ -75,6 +75,18 @@ def _class_labels(generator, classes: Optional[List[int]]) -> Optional[torch.Ten
     return torch.tensor(classes)
 
 
+def _beside_generator(other_run: Path, generator, args: argparse.Namespace, device):
+    """The generator of an ``--beside`` run, checked (before any work) to take the
+    noise and labels of ``generator``."""
+    other = load_generator(other_run, device=device, trust_checkpoint=args.trust_checkpoint)
+    if (other.encoding_dims, other.num_classes) != (generator.encoding_dims, generator.num_classes):
+        raise CommandError(
+            f"--beside {other_run}: its generator takes {other.encoding_dims}-dim noise and "
+            f"{other.num_classes} classes, {args.run}'s {generator.encoding_dims} and "
+            f"{generator.num_classes}; only runs with one noise size and class count can share noise")
+    return other
+
+
 def _title(run: Path) -> str:
     """A run's name in a figure: its folder (a checkpoint's run folder)."""
     return run.name if run.is_dir() else f"{run.parent.parent.name}/{run.name}"
@@ -97,6 +109,7 @@ def run(args: argparse.Namespace) -> None:
     device = parse_device(args.device)
     generator = load_generator(args.run, device=device, trust_checkpoint=args.trust_checkpoint)
     classes = _class_labels(generator, args.classes)
+    others = [(other_run, _beside_generator(other_run, generator, args, device)) for other_run in args.beside]
     out = args.out or (args.run if args.run.is_dir() else args.run.parent) / "generated"
     (out / "images").mkdir(parents=True, exist_ok=True)
     common = dict(device=device, batch_size=args.batch_size)
@@ -127,18 +140,11 @@ def run(args: argparse.Namespace) -> None:
                    out / "classes.png")
         written.append(str(out / "classes.png"))
 
-    if args.beside:
-        panels = [(_title(args.run), images[:BESIDE_LIMIT])]
-        for other_run in args.beside:
-            other = load_generator(other_run, device=device, trust_checkpoint=args.trust_checkpoint)
-            if (other.encoding_dims, other.num_classes) != (generator.encoding_dims, generator.num_classes):
-                raise CommandError(
-                    f"--beside {other_run}: its generator takes {other.encoding_dims}-dim noise and "
-                    f"{other.num_classes} classes, {args.run}'s {generator.encoding_dims} and "
-                    f"{generator.num_classes}; only runs with one noise size and class count can share noise")
-            n = min(args.num, BESIDE_LIMIT)
-            panels.append((_title(other_run), generate(other, z=sample_z[:n], labels=None if labels is None
-                                                       else labels[:n], **common)))
+    if others:
+        n = min(args.num, BESIDE_LIMIT)
+        panels = [(_title(args.run), images[:n])]
+        panels += [(_title(other_run), generate(other, z=sample_z[:n], labels=None if labels is None else labels[:n],
+                                                **common)) for other_run, other in others]
         side_by_side_figure(panels, out / "beside.png")
         written.append(str(out / "beside.png"))
 

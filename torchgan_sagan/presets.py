@@ -119,8 +119,9 @@ def sagan_tutorial_hinge_64() -> SAGANConfig:
     Wasserstein loss, and so with raw scores from D (no tanh) and no weight clipping:
     the migration with the loss that measured best. On the digits benchmark it scored
     FID 5.6 +- 0.7 on twelve seeds fresh to the search where torchgan's tutorial network
-    scored 11.8 +- 2.3, ahead on every seed (docs/results.md). Training code written for the tutorial's
-    losses needs the hinge pair instead (HingeGeneratorLoss, HingeDiscriminatorLoss)."""
+    scored 11.8 +- 2.3, ahead on every seed (docs/results.md). Training code written
+    for the tutorial's losses needs the hinge pair instead (HingeGeneratorLoss,
+    HingeDiscriminatorLoss)."""
     return sagan_tutorial_64().replace(loss="hinge", d_tanh=False)
 
 
