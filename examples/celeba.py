@@ -283,8 +283,7 @@ def memorization_check(generator, loader: DataLoader, out: Path, max_real: int =
     save_image(nearest_grid(fake, real, report["indices"]), out / "nearest.png")
     print(f"Memorization check ({len(real)} training images): a sample's nearest training image is at "
           f"{report['sample_to_train']['median']:.2f} (median), a training image's nearest other one at "
-          f"{report['train_to_train']['median']:.2f}: ratio {report['median_ratio']:.2f} (about 1 or more: new "
-          f"images; well below 1: copies); {out / 'nearest.png'}")
+          f"{report['train_to_train']['median']:.2f}; {report['verdict']}; {out / 'nearest.png'}")
 
 
 def main(argv=None) -> int:

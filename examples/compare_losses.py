@@ -97,6 +97,10 @@ BASES = VARIANTS + ("tutorial-ours", "cond")
 EXTRA_TAGS = {
     # Sized for runs of ~1200 G steps: a ~200-step memory, from step 200 on.
     "ema": {"ema_decay": 0.995, "ema_start": 200},
+    # From the first step, with the decay warmed up (torchgan_sagan.ema.warmed_up_decay).
+    "ema995": {"ema_decay": 0.995, "ema_start": 0},
+    "ema999": {"ema_decay": 0.999, "ema_start": 0},
+    "ema9999": {"ema_decay": 0.9999, "ema_start": 0},
     # G's learning rate: D's (the presets' default since it measured best), or the
     # paper's TTUR value.
     "glr4": {"g_lr": 4e-4},
@@ -173,7 +177,8 @@ def run_variant(variant, seed, dataset, classifier, settings, workdir: Path, log
         point = {"iteration": it, "train_seconds": train_time,
                  **evaluate(trainer.generator, real_images, real_labels, classifier, settings["samples"])}
         accuracy = f"  class acc. {point['class_accuracy']:.3f}" if "class_accuracy" in point else ""
-        live = f"  FID of G's own weights {point['fid_live']:.2f}" if "fid_live" in point else ""
+        live = (f"  G's own weights: FID {point['fid_live']:.2f}, classes {point['classes_hit_live']}"
+                if "fid_live" in point else "")
         log(f"  {variant:15s} seed {seed} {label} {it:5d}: FID {point['fid']:8.2f}  KID {point['kid']:.4f}  "
             f"classes {point['classes_hit']:2d}  KL {point['kl']:.3f}{accuracy}{live}")
         return point
@@ -270,16 +275,17 @@ def write_markdown(summary: Dict, path: Path) -> None:
         f"real digits. Mean ± std over seeds; lower FID/KID/KL is better, 10 classes is full coverage.",
         "",
         "| variant | FID | KID | classes hit | KL(gen ‖ real) | class accuracy | FID of G's own weights | "
-        "training s/run | s/iteration |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "classes hit, G's own weights | training s/run | s/iteration |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, r in summary["results"].items():
         f, k, c, kl = r["fid"], r["kid"], r["classes_hit"], r["kl"]
         acc = f"{r['class_accuracy']['mean']:.3f} ± {r['class_accuracy']['std']:.3f}" if "class_accuracy" in r else "-"
         live = f"{r['fid_live']['mean']:.2f} ± {r['fid_live']['std']:.2f}" if "fid_live" in r else "-"
+        live_hit = f"{r['classes_hit_live']['mean']:.1f}" if "classes_hit_live" in r else "-"
         lines.append(f"| {variant} | {f['mean']:.2f} ± {f['std']:.2f} | {k['mean']:.4f} ± {k['std']:.4f} | "
                      f"{c['mean']:.1f} ± {c['std']:.1f} | {kl['mean']:.3f} ± {kl['std']:.3f} | "
-                     f"{acc} | {live} | "
+                     f"{acc} | {live} | {live_hit} | "
                      f"{r['train_seconds']['mean']:.0f} | {r['seconds_per_iteration']['mean']:.3f} |")
     if meta.get("equal_time"):
         first = next(iter(summary["results"]))
@@ -422,7 +428,7 @@ def summarize(runs: List[Dict]) -> Dict:
         "classes_hit": mean_std([float(r["final"]["classes_hit"]) for r in runs]),
         "kl": mean_std([r["final"]["kl"] for r in runs]),
         **({key: mean_std([r["final"][key] for r in runs])
-            for key in ("class_accuracy", "fid_live") if key in runs[0]["final"]}),
+            for key in ("class_accuracy", "fid_live", "classes_hit_live") if key in runs[0]["final"]}),
         "train_seconds": mean_std([r["train_seconds"] for r in runs]),
         "seconds_per_iteration": mean_std([r["seconds_per_iteration"] for r in runs]),
         "at_budget": {key: mean_std([float(r["at_budget"][key]) for r in runs])

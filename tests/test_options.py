@@ -37,6 +37,7 @@ NON_DEFAULT = {
     "amp": "bf16",
     "ema_decay": 0.9,
     "ema_start": 3,
+    "ema_statistics_batches": 16,
     "diffaugment": "color",
 }
 

@@ -162,7 +162,8 @@ def _skip_replicated_ema_buffers(net: torch.nn.Module) -> None:
     """Keep DDP from broadcasting a weight average's copy of the net at every forward:
     every rank computes it identically (:meth:`WeightEMA.replicated_names`) from the
     same weights, once it starts from rank 0's, which it is given here. Its BatchNorm
-    statistics, which depend on each rank's batch, are still taken from rank 0."""
+    statistics are standing statistics of the averaged weights over noise drawn from a
+    fixed seed, the same on every rank."""
     names = [f"{prefix}.{name}" if prefix else name
              for prefix, module in net.named_modules() if isinstance(module, WeightEMA)
              for name in module.replicated_names()]

@@ -7,15 +7,27 @@ whose weights average G's over training:
           \text{after every optimizer step of } G
 
 with decay ``d`` near 1 (0.999 by default). Before ``start`` steps the copy simply
-follows G (``\theta_{ema} = \theta``), so the early, fast-moving weights do not
-linger in the average.
+follows G (``\theta_{ema} = \theta``). After it, the decay warms up with the number
+``n`` of averaging updates so far, as TensorFlow's moving averages do with
+``num_updates``:
+
+.. math:: d_n = \min\left(d,\ \frac{1 + n}{10 + n}\right)
+
+so the random initial weights do not linger: without the warm-up, 0.999^1200 = 30% of
+the average after 1200 steps would still be the initial network, and its samples a
+grey blur. With it the share of any early step vanishes like ``n^-9``.
 
 :class:`WeightEMA` keeps the copy as a module whose tensors are all buffers: it is not
 trained, an optimizer built from the owner's ``parameters()`` never sees it, but it
 moves with ``.to()`` and is saved and loaded with the owner's ``state_dict``.
 
-- BatchNorm running statistics are averaged like the weights (and the batch counter
-  copied), so the copy normalizes with statistics that match its own weights.
+- BatchNorm statistics are not averaged: the statistics of an averaged network are not
+  the average of the statistics (averaged running statistics give grey, near-identical
+  samples). :meth:`WeightEMA.recompute_statistics` gives the copy *standing
+  statistics* instead (as BigGAN samples): it runs the copy in training mode over many
+  batches and keeps the cumulative mean and variance of every BatchNorm layer. The
+  copy knows when its statistics are stale (``statistics_steps`` against ``steps``),
+  and its owner recomputes them before it draws or saves samples from it.
 - Spectral norm: the averaged tensor is the unnormalized ``original`` weight; the
   copy keeps its own singular-vector estimates ``_u``/``_v`` and refines them with
   one power iteration per update, as the trained net does once per forward.
@@ -30,7 +42,7 @@ from __future__ import annotations
 
 import copy
 import weakref
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -39,7 +51,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from ._validation import check_ema
 from .layers import refresh_spectral_norm
 
-__all__ = ["WeightEMA", "follow_optimizer_steps", "ema_update_"]
+__all__ = ["WeightEMA", "follow_optimizer_steps", "ema_update_", "warmed_up_decay", "standing_statistics_"]
 
 
 def ema_update_(average: List[torch.Tensor], current: List[torch.Tensor], decay: float) -> None:
@@ -49,9 +61,47 @@ def ema_update_(average: List[torch.Tensor], current: List[torch.Tensor], decay:
         torch._foreach_lerp_(average, [c.to(a.dtype) for a, c in zip(average, current)], 1.0 - decay)
 
 
-def _is_power_iteration_state(name: str) -> bool:
-    # torch's spectral norm keeps its singular-vector estimates as buffers _u and _v.
-    return name.endswith("._u") or name.endswith("._v")
+def warmed_up_decay(decay: float, updates: int) -> float:
+    """The decay of averaging update ``updates + 1``: ``min(decay, (1 + n) / (10 + n))``
+    with ``n = updates`` (TensorFlow's ``ExponentialMovingAverage(num_updates=...)``)."""
+    return min(decay, (1.0 + updates) / (10.0 + updates))
+
+
+def batchnorm_layers(module: nn.Module) -> List[nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm layers of ``module`` that keep running statistics."""
+    return [m for m in module.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+@torch.no_grad()
+def standing_statistics_(model: nn.Module, run_batch: Callable[[], object], batches: int) -> None:
+    r"""Recompute the running statistics of every BatchNorm layer of ``model`` as the
+    plain average over ``batches`` calls of ``run_batch()`` (each runs ``model`` on one
+    batch): BigGAN's "standing statistics".
+
+    Only the BatchNorm layers run in training mode (batch statistics, cumulative
+    average: ``momentum=None``); every other module runs in eval mode, so spectral norm
+    runs no power iteration and its estimates stay as they are. Modes and momenta are
+    restored afterwards.
+    """
+    layers = batchnorm_layers(model)
+    if not layers:
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    momenta = [m.momentum for m in layers]
+    try:
+        model.eval()
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None  # running stats = the average of all batches seen
+            m.train()
+        for _ in range(batches):
+            run_batch()
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        for m, mode in modes:
+            m.training = mode
 
 
 def _copy_module(module: nn.Module) -> nn.Module:
@@ -86,7 +136,8 @@ class WeightEMA(nn.Module):
 
     ``update(source)`` performs one step; ``copy_(source)`` resets the average;
     ``model`` is the averaged module (call it like ``source``). ``steps`` counts the
-    updates and is saved with the ``state_dict``.
+    updates and ``statistics_steps`` the step at which its BatchNorm statistics were
+    last recomputed (-1: never); both are saved with the ``state_dict``.
     """
 
     def __init__(self, source: nn.Module, decay: float = 0.999, start: int = 0) -> None:
@@ -98,9 +149,11 @@ class WeightEMA(nn.Module):
         self.parameter_names = [name for name, _ in source.named_parameters()]
         self.model = _as_buffers(_copy_module(source)).requires_grad_(False)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-        # The step count on the host, so that an update never reads ``steps`` back from
-        # the device; None: read it once (after construction or loading).
+        self.register_buffer("statistics_steps", torch.full((), -1, dtype=torch.long))
+        # Both counts on the host, so that an update never reads them back from the
+        # device; None: read once (after loading).
         self._host_steps: Optional[int] = 0
+        self._host_statistics_steps: Optional[int] = -1
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}, start={self.start}"
@@ -123,41 +176,64 @@ class WeightEMA(nn.Module):
 
     def replicated_names(self) -> List[str]:
         """The tensors (relative to this module) that every process of a data-parallel
-        run computes identically on its own, given identical weights of the network: the
-        averaged weights, their singular-vector estimates and the step count. Only the
-        BatchNorm statistics depend on each process's batch."""
-        power_iteration = [name for name, _ in self.model.named_buffers() if _is_power_iteration_state(name)]
-        return ["steps", *(f"model.{name}" for name in [*self.parameter_names, *power_iteration])]
+        run computes identically on its own, given identical weights of the network:
+        all of them. The averaged weights, their singular-vector estimates and the
+        counts follow the (identical) weights; the BatchNorm statistics are recomputed
+        from seeded noise, not taken from each process's batch."""
+        return [name for name, _ in self.named_buffers()]
 
     def reset_steps(self) -> None:
         """Count the updates from 0 again (the average restarts with the next one)."""
         self.steps.zero_()
-        self._host_steps = 0
+        self.statistics_steps.fill_(-1)
+        self._host_steps, self._host_statistics_steps = 0, -1
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
-        self._host_steps = None  # the loaded count is read once, at the next update
+        self._host_steps = self._host_statistics_steps = None  # the loaded counts are read once, when needed
+
+    def _steps(self) -> int:
+        if self._host_steps is None:
+            self._host_steps = int(self.steps)
+        return self._host_steps
+
+    @property
+    def statistics_stale(self) -> bool:
+        """Whether the copy's BatchNorm statistics predate its weights (read on the host;
+        after loading, the saved counts are read back once)."""
+        if not batchnorm_layers(self.model):
+            return False
+        if self._host_statistics_steps is None:
+            self._host_statistics_steps = int(self.statistics_steps)
+        return self._host_statistics_steps != self._steps()
+
+    def recompute_statistics(self, run_batch: Callable[[], object], batches: int) -> None:
+        """Standing statistics for the copy (:func:`standing_statistics_`): ``run_batch()``
+        runs ``self.model`` on one batch of the inputs it is sampled with. Marks the
+        statistics fresh for the current step."""
+        standing_statistics_(self.model, run_batch, batches)
+        steps = self._steps()
+        self.statistics_steps.fill_(steps)
+        self._host_statistics_steps = steps
 
     @torch.no_grad()
     def update(self, source: nn.Module) -> None:
-        """One EMA step towards ``source`` (a copy while ``steps < start``)."""
-        if self._host_steps is None:
-            self._host_steps = int(self.steps)
-        self._host_steps += 1
-        self.steps.fill_(self._host_steps)  # host to device, no read back
-        if self._host_steps <= self.start:
+        """One EMA step towards ``source`` (a copy while ``steps < start``), with the
+        decay warmed up (:func:`warmed_up_decay`). Only the weights are averaged; the
+        BatchNorm statistics become stale until :meth:`recompute_statistics`."""
+        steps = self._steps() + 1
+        self._host_steps = steps
+        self.steps.fill_(steps)  # host to device, no read back
+        if steps <= self.start:
             self.copy_(source)
             return
+        weights = set(self.parameter_names)
         average, current = [], []
         for name, mine, theirs in self._pairs(source):
-            if _is_power_iteration_state(name):
-                continue  # refined below, against the averaged weights
-            if mine.is_floating_point():
+            if name in weights:
                 average.append(mine)
                 current.append(theirs)
-            else:
-                mine.copy_(theirs)  # e.g. BatchNorm's num_batches_tracked
-        ema_update_(average, current, self.decay)
+        ema_update_(average, current, warmed_up_decay(self.decay, steps - self.start - 1))
         refresh_spectral_norm(self.model, iterations=1)
 
     def forward(self, *args, **kwargs):

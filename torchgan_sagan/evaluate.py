@@ -111,7 +111,9 @@ def _table(result: Dict) -> str:
     rows += [("nearest real image, samples (median)", f"{m['sample_to_train']['median']:.3f}"),
              ("nearest other real image, real (median)", f"{m['train_to_train']['median']:.3f}"),
              ("ratio (≈1 or more: new images; ≪1: copies)", f"{m['median_ratio']:.2f}"),
-             ("near copies", f"{100 * m['near_copies']:.1f}% of samples")]
+             ("near copies", f"{100 * m['near_copies']:.1f}% of samples"),
+             ("spread ratio (≈1: varied; ≪1: collapsed)", f"{m['spread_ratio']:.2f}"),
+             ("verdict", m["verdict"])]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 

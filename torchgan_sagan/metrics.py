@@ -156,17 +156,19 @@ def digit_scores(fake: torch.Tensor, real_images: torch.Tensor, real_labels: Opt
 def evaluate(generator: nn.Module, real_images: torch.Tensor, real_labels: torch.Tensor,
              classifier: DigitClassifier, num_samples: int, *, seed: int = 12345) -> Dict:
     """:func:`digit_scores` (with KID as its mean) of ``num_samples`` seeded samples. For
-    a generator with a moving average, ``fid_live`` is the FID of its own (trained)
-    weights beside it."""
+    a generator with a moving average, ``fid_live`` and ``classes_hit_live`` are the
+    FID and class coverage of its own (trained) weights beside it."""
     fake = generate(generator, num_samples, seed=seed)
     result = digit_scores(fake, real_images, real_labels, classifier, sample_labels(generator, num_samples))
     result["kid"] = result["kid"]["mean"]
     if getattr(generator, "ema", None) is not None:
         generator.use_ema = False
         try:
-            result["fid_live"] = fid(real_images, generate(generator, num_samples, seed=seed), classifier)
+            live = generate(generator, num_samples, seed=seed)
         finally:
             generator.use_ema = True
+        result["fid_live"] = fid(real_images, live, classifier)
+        result["classes_hit_live"] = class_coverage(live, classifier, real_labels)["classes_hit"]
     return result
 
 

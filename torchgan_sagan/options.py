@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Dict, Iterator, Optional, Tuple, Type, Union
 import torch
 import torch.nn as nn
 
-from ._validation import check_amp, check_choice, check_ema, check_resolutions
+from ._validation import check_amp, check_choice, check_ema, check_positive_int, check_resolutions
 from .augment import AUGMENTATIONS, parse_policy
 from .layers import ATTENTION_LAYOUTS
 
@@ -156,9 +156,13 @@ class EMAOptions(OptionGroup):
         cli={"metavar": "DECAY", "aliases": ["--ema"]})
     ema_start: int = option(0, "optimizer steps before the average starts (it copies G until then)",
                             cli={"metavar": "STEPS"})
+    ema_statistics_batches: int = option(
+        4, "batches of 64 noise vectors over which the average's BatchNorm statistics are recomputed "
+            "before it draws or is saved", cli={"metavar": "N"})
 
     def __post_init__(self) -> None:
         check_ema(self.ema_decay, self.ema_start, optional=True)
+        check_positive_int("ema_statistics_batches", self.ema_statistics_batches)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,15 @@ from .common import NetOptionsMixin, init_weights, run_recording_attention, unwr
 
 __all__ = ["SAGANGenerator"]
 
+#: Standing statistics of the moving average: batch size and seed of the noise.
+STATISTICS_BATCH = 64
+STATISTICS_SEED = 2**31 - 1
+
+
+def _refresh_before_saving(generator: "SAGANGenerator", prefix: str, keep_vars: bool) -> None:
+    # A state_dict pre-hook: checkpoints hold statistics that fit the averaged weights.
+    generator.refresh_average_statistics()
+
 
 @takes_options("G")
 class SAGANGenerator(NetOptionsMixin, Generator):
@@ -49,7 +58,9 @@ class SAGANGenerator(NetOptionsMixin, Generator):
 
     With a moving average (``ema_decay``), G runs the average in eval mode and its
     own weights in training mode; set ``G.use_ema = False`` to run the trained
-    weights in eval mode too.
+    weights in eval mode too. Before the average draws (or is saved) after its
+    weights changed, its BatchNorm statistics are recomputed
+    (:meth:`refresh_average_statistics`).
     """
 
     def __init__(self, encoding_dims: int = 100, out_size: int = 64, out_channels: int = 3,
@@ -62,7 +73,7 @@ class SAGANGenerator(NetOptionsMixin, Generator):
         self.out_size = check_image_size("out_size", out_size)
         self.out_channels = check_positive_int("out_channels", out_channels)
         widths, groups = self._setup(out_size, step_channels, num_classes, options)
-        ema = groups[EMAOptions]
+        ema = self.ema_options = groups[EMAOptions]
         if num_classes and not batchnorm:
             raise ValueError("SAGANGenerator: a class-conditional G conditions through its "
                              "BatchNorm layers; keep batchnorm=True with num_classes")
@@ -75,6 +86,7 @@ class SAGANGenerator(NetOptionsMixin, Generator):
         self.use_ema = True
         if self.ema is not None:
             follow_optimizer_steps(self)
+            self.register_state_dict_pre_hook(_refresh_before_saving)
         self._finish()
 
     def _layers(self, widths: Dict[int, int], act: nn.Module, last_act: nn.Module, batchnorm: bool
@@ -118,6 +130,40 @@ class SAGANGenerator(NetOptionsMixin, Generator):
         if self.ema is not None and optimizer_trains(optimizer, next(self.model.parameters())):
             unwrap(self.ema).update(unwrap(self.model))
 
+    @torch.no_grad()
+    def refresh_average_statistics(self) -> None:
+        """Give the moving average standing BatchNorm statistics
+        (:meth:`WeightEMA.recompute_statistics`) if its weights changed since they were
+        last computed; nothing otherwise, or without an average.
+
+        The average runs on ``ema_statistics_batches`` batches of 64 noise vectors (and
+        uniformly drawn classes for a conditional G) from a generator of its own, seeded
+        the same every time: it touches neither the global random state nor spectral
+        norm's estimates, so training and an exact resume are unchanged, and every
+        process of a data-parallel run computes the same statistics.
+        """
+        ema = unwrap(self.ema) if self.ema is not None else None
+        if ema is None or not ema.statistics_stale:
+            return
+        device = ema.steps.device
+        rng = torch.Generator(device=device).manual_seed(STATISTICS_SEED)
+
+        def run_batch():
+            z = torch.randn(STATISTICS_BATCH, self.encoding_dims, device=device, generator=rng)
+            labels = ([torch.randint(self.num_classes, (STATISTICS_BATCH,), device=device, generator=rng)]
+                      if self.num_classes else [])
+            self._run(ema.model, self._noise_as_map(z), *labels)
+
+        ema.recompute_statistics(run_batch, self.ema_options.ema_statistics_batches)
+
+    def _sampling_layers(self) -> nn.Module:
+        """:attr:`layers`, with the average's statistics brought up to date first when
+        it is the one that runs."""
+        layers = self.layers
+        if self.ema is not None and layers is unwrap(self.ema).model:
+            self.refresh_average_statistics()
+        return layers
+
     @property
     def layers(self) -> nn.Module:
         """The layer stack that runs now: the moving average in eval mode (when G has
@@ -145,7 +191,7 @@ class SAGANGenerator(NetOptionsMixin, Generator):
 
         ``feature_matching`` is accepted for torchgan compatibility and ignored.
         """
-        return self._run(self.layers, self._noise_as_map(z), *self._labels(z, labels))
+        return self._run(self._sampling_layers(), self._noise_as_map(z), *self._labels(z, labels))
 
     def sampler(self, sample_size: int, device) -> List[torch.Tensor]:
         """torchgan's inputs for sample grids: noise, and for a conditional G the
@@ -165,4 +211,4 @@ class SAGANGenerator(NetOptionsMixin, Generator):
         (B, N_queries, N_keys) as described in :class:`SelfAttention2d`.
         """
         labels = self._labels(z, labels)
-        return run_recording_attention(unwrap(self.layers), self._noise_as_map(z), *labels)
+        return run_recording_attention(unwrap(self._sampling_layers()), self._noise_as_map(z), *labels)
