@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -90,3 +93,46 @@ def test_latest_intact_checkpoint_skips_damaged_newer_ones(tmp_path):
     assert found == tmp_path / "gan1.model" and contents == {"i": 1}
     assert [p.name for p, _ in damaged] == ["gan2.model"]
     assert find_checkpoints(tmp_path)[0].name == "gan2.model"
+
+
+#: A run folder written before the package was split into subpackages: its checkpoint
+#: pickles the digit classifier as torchgan_sagan.classifier.DigitClassifier and the
+#: metrics as torchgan_sagan.metrics.FID / ClassCoverage (tests/fixtures/README.md).
+OLD_RUN = Path(__file__).resolve().parent / "fixtures" / "run_before_subpackages"
+
+_LOAD_OLD_RUN = """
+import sys
+import torch
+from torchgan_sagan.checkpoints import load_checkpoint
+from torchgan_sagan.runs import load_generator
+
+folder = sys.argv[1]
+checkpoint = load_checkpoint(folder + "/checkpoints/gan0.model")
+print(sorted(type(m).__name__ for m in checkpoint["metric_objects"].values()))
+print(sorted(type(m).__name__ for m in checkpoint["loss_objects"].values()))
+g = load_generator(folder)
+print(tuple(g(torch.randn(2, g.encoding_dims), torch.tensor([0, 1])).shape))
+"""
+
+
+def test_a_checkpoint_from_before_the_subpackages_loads_in_a_fresh_process(tmp_path):
+    """Without trust and without importing the metrics first: loading alone must make
+    every class the checkpoint names resolvable, by its old module path too."""
+    result = subprocess.run([sys.executable, "-c", _LOAD_OLD_RUN, str(OLD_RUN)], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["['ClassCoverage', 'FID']",
+                                             "['HingeDiscriminatorLoss', 'HingeGeneratorLoss']",
+                                             "(2, 1, 32, 32)"]
+
+
+def test_a_checkpoint_from_before_the_subpackages_resumes_training(tmp_path):
+    from torchgan_sagan import make_trainer, train_step
+    from torchgan_sagan.runs import read_config
+
+    cfg = read_config(OLD_RUN / "config.json")
+    trainer = make_trainer(cfg, out=tmp_path, device="cpu")
+    trainer.load_model(str(OLD_RUN / "checkpoints" / "gan0.model"))
+    assert trainer.loss_information["generator_iters"] == 2
+    train_step(trainer, torch.rand(4, 1, 32, 32) * 2 - 1, torch.tensor([0, 1, 2, 3]))
+    assert trainer.loss_information["generator_iters"] == 3
