@@ -80,7 +80,7 @@ def machine_description(device: torch.device) -> str:
 def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
     """Achieved fp32 GFLOP/s of one large square matrix product (the machine's ceiling),
     in the precision the convolutions run in: with TF32 where the caller turned it on
-    (``torchgan_sagan.training.cuda_settings``), plain float32 otherwise."""
+    (``torchgan_sagan.trainer.trainer.cuda_settings``), plain float32 otherwise."""
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
     a @ b

@@ -35,7 +35,7 @@ from _measure import markdown_table  # noqa: E402
 from throughput import build  # noqa: E402
 
 from torchgan_sagan.layers import SelfAttention2d  # noqa: E402
-from torchgan_sagan.training import cuda_settings  # noqa: E402
+from torchgan_sagan.trainer.trainer import cuda_settings  # noqa: E402
 
 DEFAULT_NETS = ["tutorial-torchgan", "sagan_32", "sagan_faces_32", "sagan_faces_32+bf16", "sagan_faces_32+cl",
                 "sagan_faces_32+ema", "sagan_faces_32+diffaug", "sagan_cond_digits_32", "sagan_celeba_64",

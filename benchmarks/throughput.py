@@ -17,12 +17,12 @@ each.
 Networks (64x64 RGB, batch 64 unless told otherwise):
 
 - ``tutorial-torchgan``: torchgan's tutorial network with torchgan's layers
-  (``torchgan_sagan.reference``), Wasserstein loss with clipping;
+  (``torchgan_sagan.models.torchgan_tutorial``), Wasserstein loss with clipping;
 - ``tutorial-ours``: the same widths with this package's nets and attention
   (config ``sagan_tutorial_64``);
 - any registered config name, e.g. ``sagan_celeba_64`` (the paper preset).
 
-``+tag`` suffixes change options of one of ours (``torchgan_sagan.cli.TAGS``): ``+cl``
+``+tag`` suffixes change options of one of ours (``torchgan_sagan.recipe.cli.TAGS``): ``+cl``
 channels-last, ``+compile`` torch.compile (its first-compile time is reported),
 ``+bf16`` autocast, ``+official`` the paper's attention layout, ``+dropin`` torchgan's
 layout (C/8 queries and keys, C values, no pooling), ``+unfused``, ``+diffaug``; and
@@ -59,10 +59,10 @@ from _measure import (interleaved_times, machine_description, markdown_table, ma
                       pick_device)
 
 from torchgan_sagan import get_config, list_configs, make_trainer, train_step  # noqa: E402
-from torchgan_sagan.cli import parse_spec  # noqa: E402
-from torchgan_sagan.training import cuda_settings  # noqa: E402
+from torchgan_sagan.recipe.cli import parse_spec  # noqa: E402
+from torchgan_sagan.trainer.trainer import cuda_settings  # noqa: E402
 from torchgan_sagan.layers import SelfAttention2d  # noqa: E402
-from torchgan_sagan.reference import tutorial_losses, tutorial_network_params  # noqa: E402
+from torchgan_sagan.models.torchgan_tutorial import tutorial_losses, tutorial_network_params  # noqa: E402
 
 
 def _with_torchgans_step(loss):

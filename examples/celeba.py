@@ -23,7 +23,7 @@ Every field of the config has a flag (``--step-channels``, ``--g-lr``, ``--attn-
 the config's value.
 
 Under ``torchrun`` the same command trains with ``DistributedDataParallel``
-(``torchgan_sagan.distributed.DistributedTrainer``): one process per GPU (or CPU
+(``torchgan_sagan.trainer.distributed.DistributedTrainer``): one process per GPU (or CPU
 processes with the gloo backend), the data sharded, ``--batch-size`` per process, and
 only rank 0 printing, logging and writing files.
 """
@@ -44,16 +44,16 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from torchgan.trainer import Trainer
 
 from torchgan_sagan import get_config, list_configs, make_trainer
-from torchgan_sagan.training import cuda_settings
-from torchgan_sagan.cli import CommandError as CliError
-from torchgan_sagan.cli import add_config_flags, config_overrides, parse_device
-from torchgan_sagan.checkpoints import UntrustedCheckpointError, find_checkpoints, latest_intact_checkpoint
+from torchgan_sagan.trainer.trainer import cuda_settings
+from torchgan_sagan.recipe.cli import CommandError as CliError
+from torchgan_sagan.recipe.cli import add_config_flags, config_overrides, parse_device
+from torchgan_sagan.trainer.checkpoints import UntrustedCheckpointError, find_checkpoints, latest_intact_checkpoint
 from torchgan_sagan.data import ImageFiles, embedded_faces, find_images, folder_transform
-from torchgan_sagan.distributed import init_distributed, launched_by_torchrun
-from torchgan_sagan.memorization import memorization_report
+from torchgan_sagan.trainer.distributed import init_distributed, launched_by_torchrun
+from torchgan_sagan.metrics.memorization import memorization_report
 from torchgan_sagan.metrics import InceptionFID
-from torchgan_sagan.sampling import generate
-from torchgan_sagan.monitoring import AttentionLogger, RunProgress, torchgan_output
+from torchgan_sagan.metrics.sampling import generate
+from torchgan_sagan.trainer.monitoring import AttentionLogger, RunProgress, torchgan_output
 from torchgan_sagan.visualize import attention_figure, image_grid, nearest_grid, real_vs_fake_figure
 
 EMBEDDED_CONFIG = "sagan_faces_32"

@@ -31,7 +31,7 @@ torchgan's ``Trainer`` (its ``train_iter``, so each loss runs its own torchgan
 Any of ours takes ``+`` options that change settings of its config, e.g.
 ``hinge+cl`` (channels-last), ``tutorial-ours+dropin`` (torchgan's attention layout),
 ``hinge+ema+diffaug`` (moving average of G, DiffAugment): ``EXTRA_TAGS`` and
-``torchgan_sagan.cli.TAGS``.
+``torchgan_sagan.recipe.cli.TAGS``.
 
 With ``--equal-time`` every variant is also scored at an equal wall-clock budget: the
 training time (evaluations excluded) the first variant needs for ``--iters``
@@ -76,7 +76,7 @@ os.environ.setdefault("TENSORBOARD_LOGGING", "0")
 from torchvision.utils import save_image  # noqa: E402
 
 from torchgan_sagan import get_config, make_trainer, train_step  # noqa: E402
-from torchgan_sagan.cli import TAGS, parse_spec  # noqa: E402
+from torchgan_sagan.recipe.cli import TAGS, parse_spec  # noqa: E402
 from torchgan_sagan.data import embedded_digits  # noqa: E402
 from torchgan_sagan.metrics import (  # noqa: E402
     class_coverage,
@@ -87,17 +87,17 @@ from torchgan_sagan.metrics import (  # noqa: E402
     generate,
     mean_std,
 )
-from torchgan_sagan.reference import tutorial_network_params  # noqa: E402
+from torchgan_sagan.models.torchgan_tutorial import tutorial_network_params  # noqa: E402
 from torchgan_sagan.visualize import image_grid  # noqa: E402
 
 VARIANTS = ("hinge", "minimax", "least_squares", "wasserstein", "wasserstein_gp", "tutorial")
 BASES = VARIANTS + ("tutorial-ours", "cond")
 #: ``+tag`` shorthands of this harness, beside the package's (``cl``, ``dropin``,
-#: ``official``, ``unfused``, ``diffaug``, ...: :data:`torchgan_sagan.cli.TAGS`).
+#: ``official``, ``unfused``, ``diffaug``, ...: :data:`torchgan_sagan.recipe.cli.TAGS`).
 EXTRA_TAGS = {
     # Sized for runs of ~1200 G steps: a ~200-step memory, from step 200 on.
     "ema": {"ema_decay": 0.995, "ema_start": 200},
-    # From the first step, with the decay warmed up (torchgan_sagan.ema.warmed_up_decay).
+    # From the first step, with the decay warmed up (torchgan_sagan.models.ema.warmed_up_decay).
     "ema995": {"ema_decay": 0.995, "ema_start": 0},
     "ema999": {"ema_decay": 0.999, "ema_start": 0},
     "ema9999": {"ema_decay": 0.9999, "ema_start": 0},

@@ -9,7 +9,7 @@ attention placement, BatchNorm, LeakyReLU(0.2), tanh on D's output, trained with
 tutorial's recipe (Wasserstein loss with weight clipping at 0.01, Adam 1e-4 / 4e-4,
 betas (0, 0.999)) on the digits benchmark of ``examples/compare_losses.py`` (32x32,
 1,200 iterations, batch 64, FID in a digit classifier's features). ``tutorial`` is
-torchgan's network built from torchgan's layers (``torchgan_sagan.reference``);
+torchgan's network built from torchgan's layers (``torchgan_sagan.models.torchgan_tutorial``);
 ``ours`` is config ``sagan_tutorial_64`` at that size (G at 8e-4 since the recipe search;
 ``ours+glr4`` is the preset between the fix and that search), and ``old`` the same as it
 was before this ablation fixed it (G at 1e-4, spectral norm of transposed convolutions
@@ -47,7 +47,7 @@ from torchgan_sagan import SAGANDiscriminator, SAGANGenerator, make_trainer  # n
 from torchgan_sagan.data import embedded_digits  # noqa: E402
 from torchgan_sagan.layers import SelfAttention2d, apply_spectral_norm, refresh_spectral_norm, spectral_norm_of  # noqa: E402
 from torchgan_sagan.metrics import digit_classifier  # noqa: E402
-from torchgan_sagan.reference import tutorial_losses, tutorial_network_params  # noqa: E402
+from torchgan_sagan.models.torchgan_tutorial import tutorial_losses, tutorial_network_params  # noqa: E402
 
 CLIP = tutorial_losses()[1].clip  # the tutorial's weight clipping, (-0.01, 0.01)
 

@@ -41,8 +41,12 @@ def tiny_images():
 
 
 @pytest.fixture(scope="session")
-def classifier_cache(tmp_path_factory):
-    """A cache folder in which the digit classifier is trained once per test session."""
+def classifier_cache(request, tmp_path_factory):
+    """A cache folder for the digit classifier: pytest's own cache (.pytest_cache, kept
+    between runs, so the edit-test loop trains it once), or a fresh folder per session
+    without it. A stale cached classifier is retrained (the file names its version)."""
+    if request.config.cache is not None:
+        return request.config.cache.mkdir("digit_classifier")
     return tmp_path_factory.mktemp("cache")
 
 

@@ -11,6 +11,7 @@ from PIL import Image
 from torchgan_sagan import evaluate as command
 
 
+@pytest.mark.slow
 def test_digits_end_to_end_in_a_subprocess(tiny_conditional_run, tmp_path, classifier_cache, digit_classifier):
     out = tmp_path / "scores.json"
     env = dict(os.environ, TORCHGAN_SAGAN_CACHE=str(classifier_cache))
@@ -35,6 +36,7 @@ def test_faces_without_inception_weights_score_memorization_only(tiny_run, tmp_p
     assert "skipped: pass --inception-weights" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_folder_of_images_with_inception_weights(tiny_run, tmp_path, inception_weights):
     weights = inception_weights
     folder = tmp_path / "real"

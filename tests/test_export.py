@@ -4,10 +4,11 @@ generator's images."""
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from torchgan_sagan import export as command
-from torchgan_sagan.runs import load_generator
+from torchgan_sagan.trainer.run_folder import load_generator
 
 CHECK = """
 import sys, torch
@@ -33,10 +34,12 @@ def _exported_equals_generator(run, tmp_path, labels=None):
     assert torch.allclose(torch.load(tmp_path / "images.pt"), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_exported_generator_runs_without_this_package(tiny_run, tmp_path):
     _exported_equals_generator(tiny_run, tmp_path)
 
 
+@pytest.mark.slow
 def test_exported_conditional_average_generator(tiny_conditional_run, tmp_path):
     _exported_equals_generator(tiny_conditional_run, tmp_path, labels=torch.tensor([0, 3, 9, 9, 1]))
 

@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 
 from torchgan_sagan import generate as command
-from torchgan_sagan.sampling import interpolation_noise, noise, slerp
+from torchgan_sagan.metrics.sampling import interpolation_noise, noise, slerp
 
 
+@pytest.mark.slow
 def test_end_to_end_in_a_subprocess(tiny_run, tmp_path):
     out = tmp_path / "gen"
     result = subprocess.run([sys.executable, "-m", "torchgan_sagan.generate", str(tiny_run), "--num", "5",

@@ -1,14 +1,20 @@
 """Self-Attention GANs (SAGAN) for torchgan.
 
-Importing this package applies :func:`torchgan_sagan.compat.apply_torchgan_fixes`,
-which lets torchgan 0.1.0's ``Trainer`` log images and load checkpoints on current
-torch and torchvision, and registers the named configs of
-:mod:`torchgan_sagan.presets`. Nothing else happens at import time.
+Importing this package applies
+:func:`torchgan_sagan.trainer.torchgan_fixes.apply_torchgan_fixes`, which lets torchgan
+0.1.0's ``Trainer`` log images and load checkpoints on current torch and torchvision,
+and registers the named configs of :mod:`torchgan_sagan.recipe.presets`. Nothing else
+happens at import time.
+
+The layout, from the bottom up: ``checks.py`` (argument checks) and ``files.py``
+(atomic writes, the classes a checkpoint may hold); ``layers.py``, ``losses.py`` and
+``augment.py``; ``models/`` (the nets, their options, the moving average); ``data/``;
+``metrics/``; ``visualize.py``; ``recipe/`` (configs, presets, registry, flags);
+``trainer/``; and the commands ``generate.py``, ``evaluate.py`` and ``export.py``
+(``python -m torchgan_sagan.generate`` ...). Each imports only from those before it.
 """
 
-from . import presets  # noqa: F401  (registers the named configs)
-from .compat import apply_torchgan_fixes
-from .configs import LOSSES, SAGANConfig
+from .recipe import LOSSES, SAGANConfig, get_config, list_configs, register_config
 from .data import ImageFiles, embedded_digits, embedded_faces, find_images, folder_transform
 from .layers import (
     SelfAttention2d,
@@ -25,11 +31,8 @@ from .losses import (
     hinge_discriminator_loss,
     hinge_generator_loss,
 )
-from .models import SAGANDiscriminator, SAGANGenerator
-from .options import AttentionOptions, AugmentOptions, EMAOptions, SpeedOptions
-from .registry import get_config, list_configs, register_config
-from .runs import load_generator
-from .training import SAGANTrainer, make_trainer, train_step
+from .models import AttentionOptions, AugmentOptions, EMAOptions, SAGANDiscriminator, SAGANGenerator, SpeedOptions
+from .trainer import SAGANTrainer, apply_torchgan_fixes, load_generator, make_trainer, train_step
 from .visualize import attention_figure, image_grid, real_vs_fake_figure
 
 __version__ = "0.1.0"

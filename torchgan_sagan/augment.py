@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._validation import check_policy
+from .checks import check_policy
 
 __all__ = ["DiffAugment", "diff_augment", "AUGMENTATIONS", "parse_policy"]
 
@@ -47,15 +47,21 @@ def color(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) * _uniform(x, (b, 1, 1, 1), 0.5, 1.5) + mean
 
 
-def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
-    """Shift each image by up to ``ratio`` of its size, zeros coming in at the edges."""
+def translation(x: torch.Tensor, ratio: float = 0.125, *, pixels: Optional[int] = None, fill: float = 0.0,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Shift each image by up to ``ratio`` of its size (or up to ``pixels``), ``fill``
+    coming in at the edges; ``generator`` draws the shifts."""
     b, _, h, w = x.shape
-    sy, sx = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    dy = torch.randint(-sy, sy + 1, (b, 1), device=x.device)  # (B, 1)
-    dx = torch.randint(-sx, sx + 1, (b, 1), device=x.device)  # (B, 1)
-    rows = torch.arange(h, device=x.device) + dy + sy  # (B, H) rows of the padded image
-    cols = torch.arange(w, device=x.device) + dx + sx  # (B, W)
-    padded = F.pad(x, (sx, sx, sy, sy))  # (B, C, H + 2sy, W + 2sx)
+    sy, sx = (pixels, pixels) if pixels is not None else (int(h * ratio + 0.5), int(w * ratio + 0.5))
+    # Offsets into the padded image, 0 ... 2s: (B, 2) rows and columns.
+    if sy == sx:
+        offsets = torch.randint(0, 2 * sy + 1, (b, 2), generator=generator, device=x.device)
+    else:
+        offsets = torch.stack([torch.randint(0, 2 * s + 1, (b,), generator=generator, device=x.device)
+                               for s in (sy, sx)], dim=1)
+    rows = torch.arange(h, device=x.device) + offsets[:, :1]  # (B, H) rows of the padded image
+    cols = torch.arange(w, device=x.device) + offsets[:, 1:]  # (B, W)
+    padded = F.pad(x, (sx, sx, sy, sy), value=fill)  # (B, C, H + 2sy, W + 2sx)
     batch = torch.arange(b, device=x.device)[:, None, None]
     # Advanced indexing on dims 0, 2, 3 puts them first: (B, H, W, C).
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
@@ -112,6 +118,4 @@ class DiffAugment(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or not self.names:
             return x
-        for name in self.names:
-            x = AUGMENTATIONS[name](x)
-        return x
+        return diff_augment(x, self.policy)

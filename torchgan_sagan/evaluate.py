@@ -12,7 +12,7 @@ faces, embedded) or a folder of images. Scores, on ``--num`` seeded samples:
   ``--inception-weights`` (nothing is downloaded; without the file they are skipped);
 - class coverage (and class accuracy for a conditional generator) for ``digits``;
 - the memorization check: each sample's nearest real image in pixel space, against
-  the real images' distances to each other (:mod:`torchgan_sagan.memorization`).
+  the real images' distances to each other (:mod:`torchgan_sagan.metrics.memorization`).
 
 Writes ``--out`` (default ``RUN/evaluation.json``) and ``nearest.png`` beside it
 (samples over their nearest real images), and prints a short table.
@@ -29,13 +29,13 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torchvision.utils import save_image
 
-from .cli import CommandError, command_parser, parse_device, require_at_least, run_command
+from .recipe.cli import CommandError, command_parser, parse_device, require_at_least, run_command
 from .data import ImageFiles, embedded_digits, embedded_faces, find_images, folder_transform
-from .inception import inception_fid, inception_kid
-from .memorization import match_training_images, memorization_report
-from .metrics import digit_classifier, digit_scores
-from .runs import load_generator
-from .sampling import generate, sample_labels
+from .metrics.inception import inception_fid, inception_kid
+from .metrics.memorization import match_training_images, memorization_report
+from .metrics.scores import digit_classifier, digit_scores
+from .trainer.run_folder import load_generator
+from .metrics.sampling import generate, sample_labels
 from .visualize import nearest_grid
 
 __all__ = ["build_parser", "real_images", "evaluate_generator", "main"]

@@ -28,8 +28,8 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 
-from .cli import CommandError, command_parser, parse_device, run_command
-from .runs import load_generator
+from .recipe.cli import CommandError, command_parser, parse_device, run_command
+from .trainer.run_folder import load_generator
 
 __all__ = ["export_generator", "build_parser", "main"]
 

@@ -33,9 +33,9 @@ from typing import List, Optional
 import torch
 from torchvision.utils import save_image
 
-from .cli import CommandError, command_parser, parse_device, require_at_least, run_command
-from .runs import load_generator
-from .sampling import generate, interpolation_noise, noise
+from .recipe.cli import CommandError, command_parser, parse_device, require_at_least, run_command
+from .trainer.run_folder import load_generator
+from .metrics.sampling import generate, interpolation_noise, noise
 from .visualize import attention_figure, image_grid, side_by_side_figure
 
 __all__ = ["build_parser", "main"]

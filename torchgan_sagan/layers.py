@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from ._validation import check_choice, check_positive_int
+from .checks import check_choice, check_positive_int
 
 __all__ = [
     "SelfAttention2d",
@@ -295,16 +295,17 @@ class ConditionalBatchNorm2d(nn.Module):
         return h * gain + bias
 
 
+def run_layer(layer: nn.Module, x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
+    """Run one layer: a layer with ``takes_labels`` (conditional BatchNorm, residual
+    blocks) gets the labels too, any other only ``x``."""
+    return layer(x, labels) if getattr(layer, "takes_labels", False) else layer(x)
+
+
 class ConditionalSequential(nn.Sequential):
     """``nn.Sequential`` that hands ``labels`` to its layers with ``takes_labels``
-    (conditional BatchNorm, residual blocks): ``forward(x, labels)``."""
-
-    @staticmethod
-    def run_layer(layer: nn.Module, x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
-        """One layer of the stack: layers with ``takes_labels`` get the labels, others only ``x``."""
-        return layer(x, labels) if getattr(layer, "takes_labels", False) else layer(x)
+    (:func:`run_layer`): ``forward(x, labels)``."""
 
     def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         for layer in self:
-            x = self.run_layer(layer, x, labels)
+            x = run_layer(layer, x, labels)
         return x

@@ -35,7 +35,8 @@ from torchgan.losses import (
     LeastSquaresGeneratorLoss as _TorchganLeastSquaresGeneratorLoss,
 )
 
-from ._validation import check_choice, check_scalar_reduction
+from .checks import check_choice, check_scalar_reduction
+from .files import register_checkpoint_class
 
 __all__ = [
     "REDUCTIONS",
@@ -86,7 +87,7 @@ def hinge_discriminator_loss(
     return _reduce(real, reduction) + _reduce(fake, reduction)
 
 
-def _samples(generator, batch_size: int, device, labels, *, grad: bool = True):
+def _fakes_for_step(generator, batch_size: int, device, labels, *, grad: bool = True):
     """G's images for a training step and the labels they are judged with: the batch's
     labels, or random ones where G draws its own (``label_type="generated"``).
     ``grad=False``: no autograd graph through G (D's step does not differentiate G)."""
@@ -100,7 +101,7 @@ def _samples(generator, batch_size: int, device, labels, *, grad: bool = True):
     return fake, labels
 
 
-def _judge(discriminator, images: torch.Tensor, labels) -> torch.Tensor:
+def _discriminator_logits(discriminator, images: torch.Tensor, labels) -> torch.Tensor:
     return discriminator(images) if discriminator.label_type == "none" else discriminator(images, labels)
 
 
@@ -112,7 +113,7 @@ def _generator_step(self, generator, discriminator, optimizer_generator, device,
     """The generator's training step (torchgan's ``GeneratorLoss.train_ops``, same
     signature and order of operations) returning the loss as a detached device scalar
     rather than reading it back with ``.item()``: no host sync (see
-    :mod:`torchgan_sagan.deferred_logging`). With ``freeze_discriminator`` D's weights
+    :mod:`torchgan_sagan.trainer.deferred_logging`). With ``freeze_discriminator`` D's weights
     get no gradients: only G is updated here, and D's weight gradients would be thrown
     away (and, under DDP, all-reduced first); the step sees the net inside a DDP
     wrapper, with its parameters frozen for the step."""
@@ -125,8 +126,8 @@ def _generator_step(self, generator, discriminator, optimizer_generator, device,
         p.requires_grad_(False)
     try:
         optimizer_generator.zero_grad()
-        fake, fake_labels = _samples(generator, batch_size, device, labels)
-        loss = self(_judge(discriminator, fake, fake_labels))
+        fake, fake_labels = _fakes_for_step(generator, batch_size, device, labels)
+        loss = self(_discriminator_logits(discriminator, fake, fake_labels))
         loss.backward()
     finally:
         for p in frozen:
@@ -149,9 +150,9 @@ def _discriminator_step(self, generator, discriminator, optimizer_discriminator,
     if labels is None and discriminator.label_type == "required":
         raise ValueError("this discriminator needs class labels: train it on a dataset that yields (images, labels)")
     optimizer_discriminator.zero_grad()
-    fake, fake_labels = _samples(generator, real_inputs.size(0), device, labels, grad=False)
+    fake, fake_labels = _fakes_for_step(generator, real_inputs.size(0), device, labels, grad=False)
     with parametrize.cached():
-        loss = self(_judge(discriminator, real_inputs, labels), _judge(discriminator, fake, fake_labels))
+        loss = self(_discriminator_logits(discriminator, real_inputs, labels), _discriminator_logits(discriminator, fake, fake_labels))
     loss.backward()
     optimizer_discriminator.step()
     return loss.detach()
@@ -231,3 +232,8 @@ class LeastSquaresDiscriminatorLoss(_TorchganLeastSquaresDiscriminatorLoss):
         super().__init__(check_choice("reduction", reduction, REDUCTIONS), a, b, override_train_ops)
 
     train_ops = _discriminator_step
+
+
+# Trainer checkpoints pickle the loss objects.
+for _loss in (HingeGeneratorLoss, HingeDiscriminatorLoss, LeastSquaresGeneratorLoss, LeastSquaresDiscriminatorLoss):
+    register_checkpoint_class(_loss)

@@ -10,11 +10,11 @@ import os
 from typing import Optional, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.utils import make_grid
 
-from .memorization import match_training_images
-from .models import SAGANGenerator
+from .metrics.memorization import match_training_images
 
 __all__ = ["image_grid", "nearest_grid", "default_queries", "attention_maps_of", "attention_grid",
            "attention_figure", "side_by_side_figure", "real_vs_fake_figure"]
@@ -42,7 +42,7 @@ def image_grid(images: torch.Tensor, nrow: Optional[int] = None) -> torch.Tensor
 
 def nearest_grid(samples: torch.Tensor, training: torch.Tensor, indices, count: int = 8) -> torch.Tensor:
     """The first ``count`` samples in a row over their nearest training images
-    (``indices``, as :func:`~torchgan_sagan.memorization.memorization_report` gives
+    (``indices``, as :func:`~torchgan_sagan.metrics.memorization.memorization_report` gives
     them): one (3, H', W') grid in [0, 1]."""
     count = min(count, len(samples))
     nearest = match_training_images(training[torch.as_tensor(list(indices[:count]))], samples)
@@ -68,7 +68,7 @@ def default_queries(size: int) -> Sequence[Tuple[int, int]]:
 
 
 @torch.no_grad()
-def attention_maps_of(generator: SAGANGenerator, z: torch.Tensor, labels: Optional[torch.Tensor] = None, *,
+def attention_maps_of(generator: nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor] = None, *,
                       resolution: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor, int]:
     """Generate from ``z`` (and ``labels``) in eval mode; return the images, the map of
     the attention block at ``resolution`` (default: the largest), (B, N, N_k), and that
@@ -98,7 +98,7 @@ def _heat(attn: torch.Tensor, row: int, query: Tuple[int, int], resolution: int,
 
 
 @torch.no_grad()
-def attention_grid(generator: SAGANGenerator, z: torch.Tensor, labels: Optional[torch.Tensor] = None, *,
+def attention_grid(generator: nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor] = None, *,
                    resolution: Optional[int] = None,
                    queries: Optional[Sequence[Tuple[int, int]]] = None) -> torch.Tensor:
     """The attention maps as one image tensor (3, H', W') in [0, 1], for TensorBoard:
@@ -121,7 +121,7 @@ def attention_grid(generator: SAGANGenerator, z: torch.Tensor, labels: Optional[
 
 @torch.no_grad()
 def attention_figure(
-    generator: SAGANGenerator,
+    generator: nn.Module,
     z: torch.Tensor,
     path: str | os.PathLike,
     *,

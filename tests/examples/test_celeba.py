@@ -11,7 +11,10 @@ import torch
 from PIL import Image
 
 from torchgan_sagan import SAGANConfig
-from torchgan_sagan.cli import config_overrides
+from torchgan_sagan.recipe.cli import config_overrides
+
+#: End-to-end runs of an example script: the slow tier.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "celeba.py"
@@ -231,7 +234,7 @@ def test_the_run_records_its_config_and_logs_torchgans_summaries(tmp_path, capsy
     assert _small_run(out, 1) == 0
     assert "Epoch 1 Summary" not in capsys.readouterr().out
     assert "Epoch 1 Summary" in (out / "train.log").read_text()
-    from torchgan_sagan.runs import read_config
+    from torchgan_sagan.trainer.run_folder import read_config
 
     assert read_config(out).step_channels == 8
 

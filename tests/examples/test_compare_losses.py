@@ -6,6 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+#: End-to-end runs of an example script: the slow tier.
+pytestmark = pytest.mark.slow
+
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "compare_losses.py"
 VARIANTS = ["hinge", "minimax", "least_squares", "wasserstein", "wasserstein_gp", "tutorial"]
 

@@ -94,7 +94,7 @@ def test_old_is_the_preset_before_the_fix(ablation, tmp_path):
 
 
 def test_tutorial_blocks_give_the_tutorials_layer_sequence(ablation, tmp_path):
-    from torchgan_sagan.reference import tutorial_network_params
+    from torchgan_sagan.models.torchgan_tutorial import tutorial_network_params
 
     params = tutorial_network_params(image_size=32, channels=1, step_channels=8)
     tutorial_g = params["generator"]["name"](**params["generator"]["args"])
@@ -123,6 +123,7 @@ def test_selective_clipping_skips_only_what_it_names(ablation, tmp_path, spec, u
             assert p.max() <= 0.01 + step, name
 
 
+@pytest.mark.slow
 def test_quick_run_and_combine(ablation, tmp_path, classifier_cache, digit_classifier):
     env = {"TORCHGAN_SAGAN_CACHE": str(classifier_cache)}
     with mock.patch.dict(os.environ, env):

@@ -10,14 +10,15 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from .._validation import check_attention, check_positive_int
+from ..checks import check_attention, check_positive_int
 from ..layers import (
     ConditionalBatchNorm2d,
     ConditionalSequential,
     SelfAttention2d,
     refresh_spectral_norm,
+    run_layer,
 )
-from ..options import AttentionOptions, SpeedOptions, split_options
+from .options import AttentionOptions, SpeedOptions, split_options
 
 __all__ = [
     "default_attn_resolutions",
@@ -57,7 +58,7 @@ def run_recording_attention(
         if isinstance(layer, SelfAttention2d):
             x, maps[x.size(-1)] = layer(x, return_attn=True)
         else:
-            x = ConditionalSequential.run_layer(layer, x, labels)
+            x = run_layer(layer, x, labels)
     return x, maps
 
 
@@ -95,7 +96,7 @@ def init_weights(net: nn.Module) -> None:
 
 
 class NetOptionsMixin:
-    """The option groups of a net (:mod:`torchgan_sagan.options`): ``self.attention``
+    """The option groups of a net (:mod:`torchgan_sagan.models.options`): ``self.attention``
     and ``self.speed``, plus the net's own groups, returned by :meth:`_take_options`."""
 
     attention: AttentionOptions

@@ -18,10 +18,10 @@ import torch
 import torch.nn as nn
 from torchgan.models import Discriminator
 
-from .._validation import check_classes, check_image_size, check_labels, check_positive_int
+from ..checks import check_classes, check_image_size, check_labels, check_positive_int
 from ..augment import DiffAugment
 from ..layers import apply_spectral_norm
-from ..options import AugmentOptions, takes_options
+from .options import AugmentOptions, takes_options
 from .common import NetOptionsMixin, init_weights, run_recording_attention, unwrap
 
 __all__ = ["SAGANDiscriminator"]
@@ -118,9 +118,17 @@ class SAGANDiscriminator(NetOptionsMixin, Discriminator):
     def _logits(self, h: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
         logit = self._run(self.disc, h).view(h.size(0))  # (B,)
         if self.num_classes:
-            features = h.float().sum(dim=(2, 3))  # (B, 8d)
-            logit = logit + (self.embed(labels) * features).sum(dim=1)  # (B,)
+            logit = self._projection(logit, h.float().sum(dim=(2, 3)), labels)  # features (B, 8d)
         return self.last_nonlinearity(logit)
+
+    def _projection(self, logit: torch.Tensor, features: torch.Tensor, labels: Optional[torch.Tensor]
+                    ) -> torch.Tensor:
+        """The projection discriminator's class term (Miyato & Koyama, 2018): ``logit``
+        (B,) plus the inner product of the class embedding with ``features`` (B, F);
+        ``logit`` unchanged when unconditional."""
+        if not self.num_classes:
+            return logit
+        return logit + (self.embed(labels) * features).sum(dim=1)  # (B,)
 
     def _checked(self, x: torch.Tensor, labels: Optional[torch.Tensor]) -> None:
         self._check_images(x)

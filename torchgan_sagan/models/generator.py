@@ -17,10 +17,10 @@ import torch
 import torch.nn as nn
 from torchgan.models import Generator
 
-from .._validation import check_classes, check_image_size, check_labels, check_positive_int
-from ..ema import WeightEMA, follow_optimizer_steps, optimizer_trains
+from ..checks import check_classes, check_image_size, check_labels, check_positive_int
+from .ema import WeightEMA, follow_optimizer_steps, optimizer_trains
 from ..layers import ConditionalBatchNorm2d, ConditionalSequential, apply_spectral_norm
-from ..options import EMAOptions, takes_options
+from .options import EMAOptions, takes_options
 from .common import NetOptionsMixin, init_weights, run_recording_attention, unwrap
 
 __all__ = ["SAGANGenerator"]
@@ -146,11 +146,13 @@ class SAGANGenerator(NetOptionsMixin, Generator):
         if ema is None or not ema.statistics_stale:
             return
         device = ema.steps.device
-        rng = torch.Generator(device=device).manual_seed(STATISTICS_SEED)
+        # Drawn on the CPU and copied over: the same numbers on every device, and no
+        # generator of the accelerator's to create.
+        rng = torch.Generator().manual_seed(STATISTICS_SEED)
 
         def run_batch():
-            z = torch.randn(STATISTICS_BATCH, self.encoding_dims, device=device, generator=rng)
-            labels = ([torch.randint(self.num_classes, (STATISTICS_BATCH,), device=device, generator=rng)]
+            z = torch.randn(STATISTICS_BATCH, self.encoding_dims, generator=rng).to(device, non_blocking=True)
+            labels = ([torch.randint(self.num_classes, (STATISTICS_BATCH,), generator=rng).to(device, non_blocking=True)]
                       if self.num_classes else [])
             self._run(ema.model, self._noise_as_map(z), *labels)
 

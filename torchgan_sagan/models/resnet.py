@@ -38,9 +38,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..options import takes_options
+from ..layers import run_layer
 from .discriminator import SAGANDiscriminator
 from .generator import SAGANGenerator
+from .options import takes_options
 
 __all__ = ["SAGANResNetGenerator", "SAGANResNetDiscriminator", "GBlock", "DBlock"]
 
@@ -65,14 +66,10 @@ class GBlock(nn.Module):
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1)
         self.act = act
 
-    @staticmethod
-    def _norm(bn: nn.Module, x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
-        return bn(x, labels) if getattr(bn, "takes_labels", False) else bn(x)
-
     def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        h = _upsample(self.act(self._norm(self.bn1, x, labels)))  # (B, C_in, 2H, 2W)
+        h = _upsample(self.act(run_layer(self.bn1, x, labels)))  # (B, C_in, 2H, 2W)
         h = self.conv1(h)  # (B, C_out, 2H, 2W)
-        h = self.conv2(self.act(self._norm(self.bn2, h, labels)))  # (B, C_out, 2H, 2W)
+        h = self.conv2(self.act(run_layer(self.bn2, h, labels)))  # (B, C_out, 2H, 2W)
         return h + self.shortcut(_upsample(x))  # (B, C_out, 2H, 2W)
 
 
@@ -173,6 +170,4 @@ class SAGANResNetDiscriminator(SAGANDiscriminator):
     def _logits(self, h: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
         features = h.float().sum(dim=(2, 3))  # (B, 16d): global sum pooling
         logit = self._run(self.disc, features).view(h.size(0))  # (B,)
-        if self.num_classes:
-            logit = logit + (self.embed(labels) * features).sum(dim=1)  # projection, (B,)
-        return self.last_nonlinearity(logit)
+        return self.last_nonlinearity(self._projection(logit, features, labels))

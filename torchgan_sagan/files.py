@@ -1,0 +1,98 @@
+"""Files that an interruption cannot damage, and the classes a checkpoint may hold.
+
+:func:`atomic_write` and :func:`atomic_save` replace a file in one step, so that a
+killed process or a full disk leaves the previous file and never a truncated one.
+
+A torchgan checkpoint is a pickle that holds, besides tensors, the run's loss and metric
+objects. Every module that defines a class whose objects may sit in a checkpoint
+registers it here (:func:`register_checkpoint_class`), with the module paths under
+which older versions pickled it; the checkpoint reader
+(:mod:`torchgan_sagan.trainer.checkpoints`) imports those modules, so every class is
+registered before a file is read. This module imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import types
+from typing import Any, BinaryIO, Callable, Dict, List, Tuple, Union
+
+import torch
+
+__all__ = [
+    "atomic_write",
+    "atomic_save",
+    "register_checkpoint_class",
+    "checkpoint_classes",
+    "renaming_pickle_module",
+]
+
+PathLike = Union[str, os.PathLike]
+
+_CLASSES: List[type] = []
+#: "old.module.Name" -> the class it now names.
+_MOVED: Dict[str, type] = {}
+
+
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` with ``write(file)`` through a temporary file in the same folder.
+
+    The file is written and synced under a temporary name, then renamed over
+    ``path`` in one step, so an interrupted write leaves the previous file intact
+    and never a truncated one.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_save(obj: Any, path: PathLike) -> None:
+    """``torch.save(obj, path)``, atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def register_checkpoint_class(cls: type, *old_paths: str) -> type:
+    """Allow objects of ``cls`` in checkpoints read without trust; ``old_paths``
+    ("module.Name") are where earlier versions defined it. Returns ``cls``, so that it
+    also serves as a class decorator."""
+    if cls not in _CLASSES:
+        _CLASSES.append(cls)
+    for path in old_paths:
+        _MOVED[path] = cls
+    return cls
+
+
+def checkpoint_classes() -> List[Union[type, Tuple[type, str]]]:
+    """The registered classes, for ``torch.serialization.safe_globals``: each class,
+    and a ``(class, "old.module.Name")`` pair for each of its old paths."""
+    return [*_CLASSES, *((cls, path) for path, cls in _MOVED.items())]
+
+
+class _RenamingUnpickler(pickle.Unpickler):
+    """Finds a registered class under the path an earlier version pickled it at."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        moved = _MOVED.get(f"{module}.{name}")
+        return moved if moved is not None else super().find_class(module, name)
+
+
+def renaming_pickle_module() -> types.ModuleType:
+    """A ``pickle_module`` for ``torch.load(..., weights_only=False)`` that resolves the
+    old paths of registered classes."""
+    module = types.ModuleType("torchgan_sagan_pickle")
+    module.Unpickler = _RenamingUnpickler
+    module.load = lambda file, **kwargs: _RenamingUnpickler(file, **kwargs).load()
+    module.__dict__.update({k: getattr(pickle, k) for k in ("UnpicklingError", "HIGHEST_PROTOCOL")})
+    return module

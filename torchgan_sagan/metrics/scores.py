@@ -1,0 +1,264 @@
+"""Offline quality metrics: FID, KID and class coverage in a digit classifier's feature
+space, standard Inception FID from weights the user supplies, and the summaries the
+comparison harness reports.
+
+No metric here downloads anything. The Inception network that FID normally uses has
+to be fetched from the internet, so by default the features come from a small CNN
+trained on the handwritten digits that ship with scikit-learn
+(:mod:`torchgan_sagan.metrics.classifier`). FID and KID come from torchmetrics, fed with those
+features.
+
+Each metric works standalone (:func:`fid`, :func:`kid`, :func:`class_coverage`,
+:func:`evaluate`) and as a torchgan ``EvaluationMetric`` that the ``Trainer`` runs at
+the end of every epoch (:class:`FID`, :class:`KID`, :class:`ClassCoverage`,
+:class:`InceptionFID`).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchgan.metrics import EvaluationMetric
+
+from ..files import register_checkpoint_class
+from .classifier import DigitClassifier, digit_classifier
+from .inception import inception_fid
+from .sampling import chunks, generate, sample_labels
+
+__all__ = [
+    "fid",
+    "kid",
+    "class_coverage",
+    "class_accuracy",
+    "digit_scores",
+    "evaluate",
+    "diversity",
+    "mean_std",
+    "FID",
+    "KID",
+    "ClassCoverage",
+    "InceptionFID",
+]
+
+
+class _Features(nn.Module):
+    """The classifier's feature layer as the ``feature`` module torchmetrics expects."""
+
+    def __init__(self, classifier: DigitClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.num_features = classifier.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier.features(x.float())
+
+
+@torch.no_grad()
+def fid(real: torch.Tensor, fake: torch.Tensor, classifier: DigitClassifier) -> float:
+    """Fréchet distance between real and fake images in the classifier's feature space."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    metric = FrechetInceptionDistance(feature=_Features(classifier.eval()))
+    for batch in chunks(real):
+        metric.update(batch, real=True)
+    for batch in chunks(fake):
+        metric.update(batch, real=False)
+    return float(metric.compute())
+
+
+@torch.no_grad()
+def kid(real: torch.Tensor, fake: torch.Tensor, classifier: DigitClassifier, *,
+        subsets: int = 50, subset_size: int = 500) -> Dict[str, float]:
+    """Kernel inception distance in the classifier's feature space: ``{"mean", "std"}``.
+
+    ``subset_size`` is capped at the smaller sample count.
+    """
+    import warnings
+
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    subset_size = min(subset_size, len(real), len(fake))
+    with warnings.catch_warnings():  # it warns that it keeps all features: a few MB here
+        warnings.simplefilter("ignore", UserWarning)
+        metric = KernelInceptionDistance(
+            feature=_Features(classifier.eval()), subsets=subsets, subset_size=subset_size
+        )
+    for batch in chunks(real):
+        metric.update(batch, real=True)
+    for batch in chunks(fake):
+        metric.update(batch, real=False)
+    mean, std = metric.compute()
+    return {"mean": float(mean), "std": float(std)}
+
+
+@torch.no_grad()
+def class_coverage(images: torch.Tensor, classifier: DigitClassifier,
+                   real_labels: Optional[torch.Tensor] = None, *, min_share: float = 0.01) -> Dict:
+    """Which digit classes the images fall into, against the real label distribution.
+
+    Returns ``histogram`` (share of images per class), ``classes_hit`` (classes with at
+    least ``min_share`` of the images), ``kl`` = KL(generated || real) in nats (0 when
+    the shares match; log(10) ≈ 2.30 when every image is one digit of ten equally common
+    ones) and ``mean_confidence`` (mean top-class probability).
+    """
+    classifier.eval()
+    probs = torch.cat([F.softmax(classifier(b), dim=1) for b in chunks(images)])
+    counts = torch.bincount(probs.argmax(1), minlength=10).double()
+    gen_share = counts / counts.sum()
+    if real_labels is None:
+        real_share = torch.full((10,), 0.1, dtype=torch.float64)
+    else:
+        real_share = torch.bincount(real_labels, minlength=10).double()
+        real_share = real_share / real_share.sum()
+    support = gen_share > 0
+    kl = float((gen_share[support] * (gen_share[support] / real_share[support].clamp_min(1e-12)).log()).sum())
+    return {
+        "histogram": gen_share.tolist(),
+        "classes_hit": int((gen_share >= min_share).sum()),
+        "kl": kl,
+        "mean_confidence": float(probs.max(1).values.mean()),
+    }
+
+
+@torch.no_grad()
+def class_accuracy(images: torch.Tensor, labels: torch.Tensor, classifier: DigitClassifier) -> float:
+    """Share of ``images`` that ``classifier`` puts in the class in ``labels`` (the class
+    each was generated for): how well a conditional generator obeys its labels."""
+    classifier.eval()
+    predicted = torch.cat([classifier(b).argmax(1) for b in chunks(images)])
+    return float((predicted == labels).double().mean())
+
+
+def digit_scores(fake: torch.Tensor, real_images: torch.Tensor, real_labels: Optional[torch.Tensor],
+                 classifier: DigitClassifier, asked: Optional[torch.Tensor] = None) -> Dict:
+    """FID, KID (``{"mean", "std"}``) and class coverage of generated digits against the
+    real ones, and class accuracy when ``asked`` gives the class each was generated for."""
+    coverage = class_coverage(fake, classifier, real_labels)
+    result = {"fid": fid(real_images, fake, classifier), "kid": kid(real_images, fake, classifier),
+              "classes_hit": coverage["classes_hit"], "kl": coverage["kl"], "histogram": coverage["histogram"]}
+    if asked is not None:
+        result["class_accuracy"] = class_accuracy(fake, asked, classifier)
+    return result
+
+
+def evaluate(generator: nn.Module, real_images: torch.Tensor, real_labels: torch.Tensor,
+             classifier: DigitClassifier, num_samples: int, *, seed: int = 12345) -> Dict:
+    """:func:`digit_scores` (with KID as its mean) of ``num_samples`` seeded samples. For
+    a generator with a moving average, ``fid_live`` and ``classes_hit_live`` are the
+    FID and class coverage of its own (trained) weights beside it."""
+    fake = generate(generator, num_samples, seed=seed)
+    result = digit_scores(fake, real_images, real_labels, classifier, sample_labels(generator, num_samples))
+    result["kid"] = result["kid"]["mean"]
+    if getattr(generator, "ema", None) is not None:
+        generator.use_ema = False
+        try:
+            live = generate(generator, num_samples, seed=seed)
+        finally:
+            generator.use_ema = True
+        result["fid_live"] = fid(real_images, live, classifier)
+        result["classes_hit_live"] = class_coverage(live, classifier, real_labels)["classes_hit"]
+    return result
+
+
+@torch.no_grad()
+def diversity(images: torch.Tensor, classifier: DigitClassifier) -> float:
+    """Mean pairwise distance of classifier features (over at most 500 images)."""
+    feats = classifier.eval().features(images[:500])
+    return float(torch.cdist(feats, feats).mean())
+
+
+def mean_std(values: List[float]) -> Dict[str, object]:
+    """``{"mean", "std", "per_seed"}`` of per-seed results (std 0 for one value)."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "per_seed": list(values)}
+
+
+class _GeneratorMetric(EvaluationMetric):
+    """A torchgan ``EvaluationMetric`` that scores ``num_samples`` images of the generator
+    against a ``reference`` from the real data; ``history`` keeps every result.
+
+    The same noise (``seed``) is used at every evaluation. The Trainer logs the returned
+    number (``logged_key`` picks it from a dict of results).
+    """
+
+    logged_key: Optional[str] = None
+
+    def __init__(self, reference: torch.Tensor, *, num_samples: int = 1000, seed: int = 0) -> None:
+        super().__init__()
+        self.reference = reference.detach().cpu()  # where generate() puts the samples
+        self.num_samples = num_samples
+        self.seed = seed
+        self.history: list = []
+
+    def score(self, fake: torch.Tensor):
+        raise NotImplementedError
+
+    def metric_ops(self, generator, device):
+        """Called by the Trainer at the end of each epoch (arguments mapped by name)."""
+        result = self.score(generate(generator, self.num_samples, seed=self.seed, device=device))
+        self.history.append(result)
+        return result if self.logged_key is None else result[self.logged_key]
+
+
+class _ClassifierMetric(_GeneratorMetric):
+    """A metric in the digit classifier's feature space (default: :func:`digit_classifier`)."""
+
+    def __init__(self, reference: torch.Tensor, classifier: Optional[DigitClassifier] = None, *,
+                 num_samples: int = 1000, seed: int = 0) -> None:
+        super().__init__(reference, num_samples=num_samples, seed=seed)
+        self.classifier = classifier if classifier is not None else digit_classifier()
+
+
+class FID(_ClassifierMetric):
+    """Classifier-feature FID of the generator against real images (``reference``)."""
+
+    def score(self, fake: torch.Tensor) -> float:
+        return fid(self.reference, fake, self.classifier)
+
+
+class KID(_ClassifierMetric):
+    """Classifier-feature KID of the generator against real images (``reference``); the
+    Trainer logs the mean over subsets."""
+
+    logged_key = "mean"
+
+    def score(self, fake: torch.Tensor) -> Dict[str, float]:
+        return kid(self.reference, fake, self.classifier)
+
+
+class ClassCoverage(_ClassifierMetric):
+    """Class coverage of the generator against the real labels (``reference``); the
+    Trainer logs the KL, ``history`` keeps every result."""
+
+    logged_key = "kl"
+
+    def score(self, fake: torch.Tensor) -> Dict:
+        return class_coverage(fake, self.classifier, self.reference)
+
+
+class InceptionFID(_GeneratorMetric):
+    """Standard Inception FID of the generator against real images (``reference``), with
+    the Inception weights read from ``weights_path`` (see :func:`inception_fid`)."""
+
+    def __init__(self, reference: torch.Tensor, weights_path: os.PathLike, *, feature: int = 2048,
+                 num_samples: int = 1000, seed: int = 0) -> None:
+        super().__init__(reference, num_samples=num_samples, seed=seed)
+        if not Path(weights_path).is_file():
+            raise FileNotFoundError(f"no Inception weights at {str(weights_path)!r}")
+        self.weights_path = weights_path
+        self.feature = feature
+
+    def score(self, fake: torch.Tensor) -> float:
+        return inception_fid(self.reference, fake, self.weights_path, feature=self.feature)
+
+
+# Trainer checkpoints pickle the metric objects; before the subpackages these classes
+# lived in torchgan_sagan/metrics.py.
+for _metric in (FID, KID, ClassCoverage, InceptionFID):
+    register_checkpoint_class(_metric, f"torchgan_sagan.metrics.{_metric.__name__}")
