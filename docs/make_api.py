@@ -34,6 +34,8 @@ MODULES = [
     "torchgan_sagan.models.torchgan_tutorial",
     "torchgan_sagan.data.folders",
     "torchgan_sagan.data.embedded",
+    "torchgan_sagan.data.image_cache",
+    "torchgan_sagan.data.device_batches",
     "torchgan_sagan.metrics.sampling",
     "torchgan_sagan.metrics.classifier",
     "torchgan_sagan.metrics.scores",
@@ -68,6 +70,14 @@ def _signature(name: str, obj) -> str:
         return name
 
 
+def _default(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return f"`{f.default!r}`"
+    if f.default_factory is not dataclasses.MISSING:
+        return f"`{f.default_factory()!r}`"
+    return "required"
+
+
 def _entry(module_name: str, name: str, obj) -> list:
     lines = [f"### `{module_name}.{name}`", ""]
     if inspect.isclass(obj) or inspect.isfunction(obj):
@@ -78,7 +88,7 @@ def _entry(module_name: str, name: str, obj) -> list:
             lines += [doc, ""]
         if dataclasses.is_dataclass(obj):
             lines += ["| field | default | meaning |", "|---|---|---|"]
-            lines += [f"| `{f.name}` | `{f.default!r}` | {f.metadata.get('help', '')} |"
+            lines += [f"| `{f.name}` | {_default(f)} | {f.metadata.get('help', '')} |"
                       for f in dataclasses.fields(obj)]
             lines.append("")
     else:

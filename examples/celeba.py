@@ -18,6 +18,12 @@ progress bar), and at the end ``real_vs_fake.png``, ``attention.png`` and a memo
 check (each sample's nearest training image, ``nearest.png``). Afterwards,
 ``python -m torchgan_sagan.generate OUT`` (and ``.evaluate``, ``.export``) take the folder.
 
+A ``--data-root`` folder is decoded once into an image cache (a uint8 array on disk,
+rebuilt when the files or the size, crop or channels change; ``--cache-dir``), and
+batches come from it without decoding: on the GPU itself where the images fit, and the
+embedded faces take the same path. ``--no-image-cache`` decodes every image in every
+epoch with a ``DataLoader`` instead.
+
 Every field of the config has a flag (``--step-channels``, ``--g-lr``, ``--attn-layout``,
 ``--ema-decay``, ...; ``--help`` lists them with their meaning); a flag not given keeps
 the config's value.
@@ -39,21 +45,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
-
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchgan.trainer import Trainer
 
 from torchgan_sagan import get_config, list_configs, make_trainer
-from torchgan_sagan.trainer.trainer import cuda_settings
+from torchgan_sagan.data import (
+    DeviceBatches,
+    ImageFiles,
+    build_image_cache,
+    embedded_faces,
+    find_images,
+    folder_transform,
+    to_unit_range,
+)
+from torchgan_sagan.metrics import InceptionFID, generate, memorization_report
 from torchgan_sagan.recipe.cli import CommandError as CliError
 from torchgan_sagan.recipe.cli import add_config_flags, config_overrides, parse_device
 from torchgan_sagan.trainer.checkpoints import UntrustedCheckpointError, find_checkpoints, latest_intact_checkpoint
-from torchgan_sagan.data import ImageFiles, embedded_faces, find_images, folder_transform
 from torchgan_sagan.trainer.distributed import init_distributed, launched_by_torchrun
-from torchgan_sagan.metrics.memorization import memorization_report
-from torchgan_sagan.metrics import InceptionFID
-from torchgan_sagan.metrics.sampling import generate
 from torchgan_sagan.trainer.monitoring import AttentionLogger, RunProgress, torchgan_output
+from torchgan_sagan.trainer.trainer import cuda_settings
 from torchgan_sagan.visualize import attention_figure, image_grid, nearest_grid, real_vs_fake_figure
 
 EMBEDDED_CONFIG = "sagan_faces_32"
@@ -81,8 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "folder images (0: none)")
     p.add_argument("--max-images", type=int, help="use only the first N images (smoke runs)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-workers", type=int, help="DataLoader workers (default: 0 for the "
-                   "embedded data, else min(4, CPUs))")
+    p.add_argument("--num-workers", type=int, help="processes that decode the folder's images into "
+                   "the cache, or DataLoader workers with --no-image-cache (default: min(4, CPUs))")
+    p.add_argument("--image-cache", action=argparse.BooleanOptionalAction, default=True,
+                   help="decode --data-root's images once into a uint8 cache and serve batches from it "
+                   "(on the GPU where they fit); --no-image-cache decodes every image in every epoch")
+    p.add_argument("--cache-dir", type=Path, help="where the image cache goes (default: $TORCHGAN_SAGAN_CACHE "
+                   "or ~/.cache/torchgan_sagan, under images/)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, help="output folder (default: runs/<config>)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
@@ -110,22 +126,43 @@ def positive(name: str, value):
     return value
 
 
-def build_dataset(args, cfg, say=print):
+def build_dataset(args, cfg, say=print, *, rank=0, distributed=False):
+    """The training images: an array N x C x H x W (the embedded faces, or the folder's
+    image cache) that DeviceBatches serves, or, with --no-image-cache, an ImageFiles
+    dataset for a DataLoader."""
     if args.data_root is None:
-        dataset = embedded_faces(cfg.image_size, max_images=args.max_images)
+        images = embedded_faces(cfg.image_size, max_images=args.max_images).tensors[0]
         if cfg.image_channels != 1:  # grayscale faces, repeated into each channel
-            dataset = TensorDataset(dataset.tensors[0].repeat(1, cfg.image_channels, 1, 1), dataset.tensors[1])
+            images = images.repeat(1, cfg.image_channels, 1, 1)
         say(
             f"No --data-root given: training on the embedded faces (scikit-image's LFW subset, "
-            f"{len(dataset) // 2} faces and their mirror images, grayscale {cfg.image_size}x{cfg.image_size})."
+            f"{len(images) // 2} faces and their mirror images, grayscale {cfg.image_size}x{cfg.image_size})."
         )
-        return dataset
+        return images
     try:
         files = find_images(args.data_root)
     except (FileNotFoundError, ValueError) as err:
         raise CliError(str(err)) from err
     if args.max_images:
         files = files[: args.max_images]
+    if args.image_cache:
+        # One process decodes; under torchrun the others wait, then read its cache.
+        if distributed and rank != 0:
+            torch.distributed.barrier()
+        try:
+            cache = build_image_cache(files, cfg.image_size, crop=args.crop or None, channels=cfg.image_channels,
+                                      cache_dir=args.cache_dir, workers=loader_workers(args), progress=rank == 0)
+        except ValueError as err:
+            raise CliError(str(err)) from err
+        finally:
+            if distributed and rank == 0:
+                torch.distributed.barrier()
+        say(f"Training on {len(cache)} images from {args.data_root} ({cfg.image_size}x{cfg.image_size}), "
+            + (f"decoded once in {cache.seconds:.0f} s" if cache.built else "decoded before")
+            + f" into {cache.path}.")
+        if cache.skipped:
+            say(f"Skipped {len(cache.skipped)} unreadable file(s), e.g. {cache.skipped[0]}.")
+        return cache.images
     transform = folder_transform(cfg.image_size, crop=args.crop or None, channels=cfg.image_channels)
     try:
         dataset = ImageFiles(files, transform)
@@ -135,6 +172,17 @@ def build_dataset(args, cfg, say=print):
     if dataset.skipped:
         say(f"Skipped {len(dataset.skipped)} unreadable file(s), e.g. {dataset.skipped[0]}.")
     return dataset
+
+
+def loader_workers(args) -> int:
+    return args.num_workers if args.num_workers is not None else min(4, os.cpu_count() or 1)
+
+
+def first_images(data, count: int) -> torch.Tensor:
+    """The first ``count`` training images as floats in [-1, 1]."""
+    if isinstance(data, Dataset):
+        return torch.stack([data[i][0] for i in range(min(len(data), count))])
+    return to_unit_range(torch.as_tensor(np.asarray(data[:count])))
 
 
 def resume_from(out: Path, trust: bool, say) -> Path:
@@ -184,21 +232,23 @@ def run(args) -> int:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
 
-    dataset = build_dataset(args, cfg, say)
+    dataset = build_dataset(args, cfg, say, rank=rank, distributed=distributed)
     if cfg.batch_size * world > len(dataset):
         raise CliError(f"batch size {cfg.batch_size}"
                        + (f" x {world} processes" if world > 1 else "")
                        + f" is larger than the dataset ({len(dataset)} images); pass a smaller --batch-size")
-    workers = args.num_workers
-    if workers is None:
-        workers = 0 if args.data_root is None else min(4, os.cpu_count() or 1)
-    common = dict(batch_size=cfg.batch_size, drop_last=True, num_workers=workers, pin_memory=device.type == "cuda")
-    if distributed:
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=args.seed,
-                                     drop_last=True)
-        loader = DataLoader(dataset, sampler=sampler, **common)
+    if not isinstance(dataset, Dataset):
+        loader = DeviceBatches(dataset, cfg.batch_size, device=device, seed=args.seed, rank=rank, world=world)
     else:
-        loader = DataLoader(dataset, shuffle=True, generator=torch.Generator().manual_seed(args.seed), **common)
+        common = dict(batch_size=cfg.batch_size, drop_last=True, num_workers=loader_workers(args),
+                      pin_memory=device.type == "cuda")
+        if distributed:
+            sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=args.seed,
+                                         drop_last=True)
+            loader = DataLoader(dataset, sampler=sampler, **common)
+        else:
+            loader = DataLoader(dataset, shuffle=True, generator=torch.Generator().manual_seed(args.seed),
+                                **common)
     if world > 1:
         say(f"Distributed: {world} processes, backend {torch.distributed.get_backend()}, "
             f"global batch {cfg.batch_size * world}.")
@@ -217,13 +267,15 @@ def run(args) -> int:
     if args.inception_weights is not None:
         if not args.inception_weights.is_file():
             raise CliError(f"--inception-weights: no file at {args.inception_weights}")
-        reference = torch.stack([dataset[i][0] for i in range(min(len(dataset), 1000))])
+        reference = first_images(dataset, 1000)
         metrics.append(InceptionFID(reference, args.inception_weights, num_samples=min(len(dataset), 1000)))
     trainer = make_trainer(cfg, out=out, device=device, distributed=distributed, test_noise=[test_noise],
                            metrics=metrics or None)
     AttentionLogger.attach(trainer, test_noise[:4])
     if args.resume:
         trainer.load_model(str(resume_from(out, args.trust_checkpoint, say)), trust_checkpoint=args.trust_checkpoint)
+        if isinstance(loader, DeviceBatches):
+            loader.set_epoch(trainer.start_epoch)  # the order of the epoch it resumes at, not epoch 0's
         if trainer.start_epoch >= cfg.epochs:
             say(f"The checkpoint has {trainer.start_epoch} epochs already, and --epochs is "
                 f"{cfg.epochs} (a total): nothing to train. Pass a larger --epochs.")
@@ -249,7 +301,7 @@ def run(args) -> int:
     return 0
 
 
-def finish(trainer: Trainer, loader: DataLoader, out: Path, test_noise: torch.Tensor) -> None:
+def finish(trainer: Trainer, loader, out: Path, test_noise: torch.Tensor) -> None:
     """Final pictures: real next to generated, and the attention maps."""
     from torchvision.utils import save_image
 
@@ -266,7 +318,7 @@ def finish(trainer: Trainer, loader: DataLoader, out: Path, test_noise: torch.Te
           f"attention: {out / 'attention.png'}; TensorBoard: tensorboard --logdir {out / 'logs'}")
 
 
-def memorization_check(generator, loader: DataLoader, out: Path, max_real: int = 1000) -> None:
+def memorization_check(generator, loader, out: Path, max_real: int = 1000) -> None:
     """Generation or copying? Each of 1000 samples' nearest training image (up to
     ``max_real`` of them) in pixel space, against the training images' own nearest
     neighbours; ``nearest.png`` shows eight samples over their nearest training images."""

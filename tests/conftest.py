@@ -1,3 +1,4 @@
+import os
 import re
 import shutil
 from pathlib import Path
@@ -40,14 +41,28 @@ def tiny_images():
     return torch.utils.data.TensorDataset(images, torch.zeros(8, dtype=torch.long))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def package_cache(request, tmp_path_factory):
+    """The package's cache folder for the whole session (the digit classifier, decoded
+    images), never the user's: pytest's own cache (.pytest_cache, kept between runs, so
+    the edit-test loop trains the classifier once), or a fresh folder without it. Set as
+    $TORCHGAN_SAGAN_CACHE, so that subprocesses use it too."""
+    folder = (request.config.cache.mkdir("torchgan_sagan") if request.config.cache is not None
+              else tmp_path_factory.mktemp("cache"))
+    before = os.environ.get("TORCHGAN_SAGAN_CACHE")
+    os.environ["TORCHGAN_SAGAN_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        del os.environ["TORCHGAN_SAGAN_CACHE"]
+    else:
+        os.environ["TORCHGAN_SAGAN_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
-def classifier_cache(request, tmp_path_factory):
-    """A cache folder for the digit classifier: pytest's own cache (.pytest_cache, kept
-    between runs, so the edit-test loop trains it once), or a fresh folder per session
-    without it. A stale cached classifier is retrained (the file names its version)."""
-    if request.config.cache is not None:
-        return request.config.cache.mkdir("digit_classifier")
-    return tmp_path_factory.mktemp("cache")
+def classifier_cache(package_cache):
+    """Where the digit classifier is cached (a stale one is retrained: its file names
+    its version)."""
+    return package_cache
 
 
 @pytest.fixture(scope="session")

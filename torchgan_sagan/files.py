@@ -17,6 +17,7 @@ import os
 import pickle
 import tempfile
 import types
+from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, List, Tuple, Union
 
 import torch
@@ -24,6 +25,7 @@ import torch
 __all__ = [
     "atomic_write",
     "atomic_save",
+    "default_cache_dir",
     "register_checkpoint_class",
     "checkpoint_classes",
     "renaming_pickle_module",
@@ -61,6 +63,15 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
 def atomic_save(obj: Any, path: PathLike) -> None:
     """``torch.save(obj, path)``, atomically (see :func:`atomic_write`)."""
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def default_cache_dir() -> Path:
+    """Where the package caches what it builds once (the digit classifier, decoded
+    images): ``$TORCHGAN_SAGAN_CACHE``, else ``$XDG_CACHE_HOME/torchgan_sagan``, else
+    ``~/.cache/torchgan_sagan``."""
+    root = os.environ.get("TORCHGAN_SAGAN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torchgan_sagan")
+    return Path(root)
 
 
 def register_checkpoint_class(cls: type, *old_paths: str) -> type:

@@ -70,6 +70,23 @@ def test_trains_on_a_celeba_folder(celeba_folder, tmp_path):
     assert checkpoint["epoch"] == 1 and checkpoint["loss_information"]["generator_iters"] == 2
 
 
+def test_a_folder_is_decoded_once_and_the_cache_reused(celeba_folder, tmp_path):
+    common = ("--data-root", celeba_folder, "--epochs", 1, "--batch-size", 4, "--step-channels", 8,
+              "--cache-dir", tmp_path / "cache")
+    first = _run(*common, "--out", tmp_path / "a", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "Training on 10 images" in first.stdout and "decoded once in" in first.stdout
+    cached = list((tmp_path / "cache").glob("images-*.npy"))
+    assert len(cached) == 1
+    second = _run(*common, "--out", tmp_path / "b", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "decoded before" in second.stdout and list((tmp_path / "cache").glob("images-*.npy")) == cached
+    plain = _run(*common, "--no-image-cache", "--out", tmp_path / "c", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert "decoded once" not in plain.stdout and "decoded before" not in plain.stdout
+    _assert_outputs(tmp_path / "c", epochs=1)
+
+
 def test_trains_on_the_embedded_faces_and_resumes(tmp_path):
     out = tmp_path / "faces"
     first = _run("--epochs", 1, "--max-images", 10, "--out", out, cwd=tmp_path)

@@ -234,3 +234,15 @@ def test_a_silent_rank_keeps_its_logs_as_floats(world_of_one, monkeypatch):
     logs = trainer.logger.get_loss_viz().logs
     assert all(isinstance(v, float) for values in logs.values() for v in values) and written == []
     assert isinstance(trainer.loss_information["generator_losses"], float)
+
+
+def test_device_batches_shard_by_themselves_and_must_match_the_rank(world_of_one):
+    from torchgan_sagan.data import DeviceBatches
+    from torchgan_sagan.trainer.monitoring import RunProgress
+
+    trainer = _trainer(world_of_one)
+    with pytest.raises(ValueError, match="built for rank 1 of 2, and this process is rank 0 of 1"):
+        trainer.train(DeviceBatches(torch.rand(8, 1, 32, 32) * 2 - 1, 2, rank=1, world=2))
+    batches = DeviceBatches(torch.rand(8, 1, 32, 32) * 2 - 1, 4)
+    trainer.train(RunProgress(batches, trainer, show=False))  # seen through the progress bar
+    assert trainer.loss_information["generator_iters"] == 2 and batches.epoch == 1

@@ -19,20 +19,13 @@ import torch.nn.functional as F
 
 from ..augment import translation
 from ..data import embedded_digits
-from ..files import atomic_save, register_checkpoint_class
+from ..files import atomic_save, default_cache_dir, register_checkpoint_class
 
 __all__ = ["DigitClassifier", "digit_classifier", "train_digit_classifier"]
 
 #: Bump when the classifier or its training changes, so stale caches are not used.
 _CLASSIFIER_VERSION = 2
 _INPUT_SIZE = 32
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("TORCHGAN_SAGAN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torchgan_sagan"
-    )
-    return Path(root)
 
 
 class DigitClassifier(nn.Module):
@@ -142,7 +135,7 @@ def digit_classifier(*, cache_dir: Optional[os.PathLike] = None, retrain: bool =
     The cache is ``$TORCHGAN_SAGAN_CACHE`` or ``~/.cache/torchgan_sagan`` unless
     ``cache_dir`` is given; training takes well under a minute on a CPU.
     """
-    folder = Path(cache_dir) if cache_dir is not None else _cache_dir()
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = hashlib.sha1(f"digits-v{_CLASSIFIER_VERSION}".encode()).hexdigest()[:10]
     path = folder / f"digit_classifier-{key}.pt"
     model = DigitClassifier()

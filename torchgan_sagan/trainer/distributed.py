@@ -52,8 +52,9 @@ from torchgan.losses import DiscriminatorLoss, FeatureMatchingGeneratorLoss, Gen
 from torchgan.models import Discriminator, Generator
 from torchgan.trainer import Trainer
 
-from .deferred_logging import DeferredLogging
+from ..data import DeviceBatches
 from ..models.ema import WeightEMA
+from .deferred_logging import DeferredLogging
 from .run_folder import SavesConfigInCheckpoints
 
 __all__ = ["DistributedTrainer", "init_distributed", "launched_by_torchrun", "shard_loader"]
@@ -131,6 +132,13 @@ def shard_loader(loader: DataLoader, *, rank: int, world_size: int, seed: int = 
 def _distributed_sampler(loader) -> Optional[DistributedSampler]:
     sampler = getattr(loader, "sampler", None)
     return sampler if isinstance(sampler, DistributedSampler) else None
+
+
+def _device_batches(loader) -> Optional[DeviceBatches]:
+    """The DeviceBatches that ``loader`` is, or wraps (a progress bar's ``.loader``)."""
+    while loader is not None and not isinstance(loader, DeviceBatches):
+        loader = getattr(loader, "loader", None)
+    return loader
 
 
 class _EpochLoader:
@@ -274,12 +282,20 @@ class DistributedTrainer(DeferredLogging, SavesConfigInCheckpoints, Trainer):
         super().optim_ops()
 
     def train(self, data_loader, **kwargs):
+        batches = _device_batches(data_loader)
+        if batches is not None:  # they shard by themselves
+            if (batches.rank, batches.world) != (self.rank, self.world_size):
+                raise ValueError(f"DeviceBatches was built for rank {batches.rank} of {batches.world}, and "
+                                 f"this process is rank {self.rank} of {self.world_size}: pass rank= and world=")
+            batches.set_epoch(self.start_epoch)
+            return super().train(data_loader, **kwargs)
         if isinstance(data_loader, DataLoader):
             data_loader = shard_loader(data_loader, rank=self.rank, world_size=self.world_size)
         sampler = _distributed_sampler(data_loader)
         if sampler is None:
             raise ValueError(
                 "DistributedTrainer needs the data sharded: pass a DataLoader (it is given a "
-                "DistributedSampler) or an object whose .sampler is a DistributedSampler"
+                "DistributedSampler), DeviceBatches with rank= and world=, or an object whose .sampler "
+                "is a DistributedSampler"
             )
         super().train(_EpochLoader(data_loader, sampler, self.start_epoch), **kwargs)

@@ -118,8 +118,10 @@ def train_step(trainer: Trainer, images: torch.Tensor, labels: Optional[torch.Te
     Returns the generator and discriminator losses of the iteration: device scalars
     where the losses are this package's (reading them is a host sync), floats for
     torchgan's own losses."""
-    trainer.real_inputs = images.to(trainer.device)
-    trainer.labels = None if labels is None else labels.to(trainer.device)
+    # Without blocking: from pinned memory the copy runs while the host goes on (a
+    # batch already on the device, as DeviceBatches gives, is not copied at all).
+    trainer.real_inputs = images.to(trainer.device, non_blocking=True)
+    trainer.labels = None if labels is None else labels.to(trainer.device, non_blocking=True)
     trainer.batch_size = images.size(0)
     lgen, ldis, gen_iters, dis_iters = trainer.train_iter()
     info = trainer.loss_information

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from torchgan_sagan.data import DeviceBatches
+
+
+def _images(n=20):
+    return torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous()
+
+
+def _ids(batch):
+    """Image index back from its pixel value (inverse of to_unit_range)."""
+    return ((batch[:, 0, 0, 0] * 0.5 + 0.5) * 255).round().long().tolist()
+
+
+def test_every_epoch_is_a_new_seeded_permutation():
+    batches = DeviceBatches(_images(), 6, seed=3)
+    assert len(batches) == 3  # 20 // 6, the last short batch dropped
+    epochs = [[i for images, _ in batches for i in _ids(images)] for _ in range(2)]
+    for seen in epochs:
+        assert len(seen) == 18 and len(set(seen)) == 18
+    assert epochs[0] != epochs[1]
+    again = DeviceBatches(_images(), 6, seed=3)
+    assert [i for images, _ in again for i in _ids(images)] == epochs[0]
+
+
+def test_batches_are_floats_in_the_unit_range_with_labels():
+    images, labels = next(iter(DeviceBatches(np.full((4, 3, 2, 2), 255, np.uint8), 2)))
+    assert images.dtype == torch.float32 and torch.equal(images, torch.ones(2, 3, 2, 2))
+    assert torch.equal(labels, torch.zeros(2, dtype=torch.long))
+    floats = torch.rand(4, 1, 2, 2) * 2 - 1
+    got = torch.cat([b for b, _ in DeviceBatches(floats, 2, seed=0)])
+    assert sorted(got.flatten().tolist()) == sorted(floats.flatten().tolist())  # floats pass as they are
+
+
+def test_ranks_share_one_permutation_and_take_disjoint_parts():
+    ranks = [DeviceBatches(_images(), 3, seed=1, rank=r, world=2) for r in (0, 1)]
+    seen = [[i for images, _ in b for i in _ids(images)] for b in ranks]
+    assert len(seen[0]) == len(seen[1]) == 9
+    assert not set(seen[0]) & set(seen[1])
+
+
+def test_bad_arguments_name_the_problem():
+    with pytest.raises(ValueError, match=r"shape \(N, C, H, W\)"):
+        DeviceBatches(torch.zeros(4, 2, 2), 2)
+    with pytest.raises(ValueError, match="batch size 8 is larger than the 5 images"):
+        DeviceBatches(_images(10), 8, world=2)
+    with pytest.raises(ValueError, match="rank must be in"):
+        DeviceBatches(_images(), 2, rank=2, world=2)
+
+
+def test_set_epoch_serves_that_epochs_order():
+    first = DeviceBatches(_images(), 6, seed=3)
+    orders = [[i for images, _ in first for i in _ids(images)] for _ in range(3)]
+    resumed = DeviceBatches(_images(), 6, seed=3)
+    resumed.set_epoch(2)
+    assert [i for images, _ in resumed for i in _ids(images)] == orders[2]

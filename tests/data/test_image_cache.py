@@ -1,0 +1,86 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from torchgan_sagan.data import ImageFiles, build_image_cache, folder_transform, to_unit_range
+from torchgan_sagan.data import image_cache as module
+
+
+@pytest.fixture
+def jpegs(tmp_path):
+    """Six JPEGs of CelebA's size with smooth random content, and a PNG."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        small = Image.fromarray(rng.integers(0, 256, (7, 6, 3), dtype=np.uint8))
+        small.resize((178, 218), Image.BICUBIC).save(folder / f"{i}.jpg")
+    Image.fromarray(rng.integers(0, 256, (40, 30), dtype=np.uint8)).save(folder / "gray.png")
+    return sorted(folder.iterdir())
+
+
+@pytest.mark.parametrize("crop, channels", [(160, 3), (None, 3), (160, 1)])
+def test_cached_pixels_are_the_pil_paths_to_the_last_bit(jpegs, tmp_path, crop, channels):
+    cache = build_image_cache(jpegs, 32, crop=crop, channels=channels, cache_dir=tmp_path / "cache", workers=1,
+                              progress=False)
+    assert cache.built and cache.images.dtype == np.uint8 and cache.images.shape == (7, channels, 32, 32)
+    reference = ImageFiles(jpegs, folder_transform(32, crop=crop, channels=channels))
+    for i in range(len(jpegs)):
+        torch.testing.assert_close(to_unit_range(torch.from_numpy(np.array(cache.images[i]))), reference[i][0],
+                                   rtol=0, atol=0)
+
+
+def test_a_second_start_reads_the_cache_and_decodes_nothing(jpegs, tmp_path, monkeypatch):
+    first = build_image_cache(jpegs, 16, cache_dir=tmp_path, workers=1, progress=False)
+    monkeypatch.setattr(module, "_decode", lambda *a: pytest.fail("decoded again"))
+    second = build_image_cache(jpegs, 16, cache_dir=tmp_path, workers=1, progress=False)
+    assert not second.built and second.path == first.path
+    assert np.array_equal(second.images, first.images)
+
+
+def test_a_changed_file_or_option_builds_a_new_cache(jpegs, tmp_path):
+    first = build_image_cache(jpegs, 16, cache_dir=tmp_path, workers=1, progress=False)
+    assert build_image_cache(jpegs, 16, crop=100, cache_dir=tmp_path, workers=1, progress=False).path != first.path
+    Image.new("RGB", (178, 218), "red").save(jpegs[0])
+    os.utime(jpegs[0], ns=(1, 1))  # a new mtime (and the same size would not hide it)
+    changed = build_image_cache(jpegs, 16, cache_dir=tmp_path, workers=1, progress=False)
+    assert changed.built and changed.path != first.path
+    assert not np.array_equal(changed.images[0], first.images[0])
+
+
+def test_unreadable_files_are_skipped_and_named(jpegs, tmp_path):
+    broken = jpegs[0].parent / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    cache = build_image_cache([*jpegs, broken], 16, cache_dir=tmp_path, workers=2, progress=False)
+    assert len(cache) == len(jpegs) and cache.skipped == [broken]
+    assert build_image_cache([*jpegs, broken], 16, cache_dir=tmp_path, progress=False).skipped == [broken]
+    with pytest.raises(ValueError, match="none of the 1 image files could be read"):
+        build_image_cache([broken], 16, cache_dir=tmp_path, progress=False)
+
+
+def test_an_interrupted_build_leaves_no_cache_to_serve(jpegs, tmp_path, monkeypatch):
+    calls = []
+
+    def decode_then_die(*args):
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as a kill mid-build
+        return real(*args)
+
+    real = module._decode
+    monkeypatch.setattr(module, "_decode", decode_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        build_image_cache(jpegs, 16, cache_dir=tmp_path, workers=1, progress=False)
+    assert not list(tmp_path.glob("*.npy")) and not list(tmp_path.glob(".tmp-*"))
+    monkeypatch.setattr(module, "_decode", real)
+    assert build_image_cache(jpegs, 16, cache_dir=tmp_path, workers=1, progress=False).built
+
+
+def test_bad_options_name_the_problem(jpegs, tmp_path):
+    with pytest.raises(ValueError, match="channels must be 1"):
+        build_image_cache(jpegs, 16, channels=2, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="no image files"):
+        build_image_cache([], 16, cache_dir=tmp_path)
