@@ -4,6 +4,7 @@
     python examples/celeba.py --data-root ~/data/celeba         # CelebA (img_align_celeba or its parent)
     python examples/celeba.py --data-root DIR --loss wasserstein_gp --epochs 5
     python examples/celeba.py --out runs/faces --resume --epochs 80
+    python examples/celeba.py --resume auto                     # continue the newest run if any, else start
     python examples/celeba.py --ema 0.999 --diffaugment              # moving-average G, DiffAugment
     torchrun --nproc_per_node 4 examples/celeba.py --data-root ~/data/celeba   # DDP, 4 processes
 
@@ -37,6 +38,7 @@ only rank 0 printing, logging and writing files.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import random
 import sys
@@ -79,6 +81,12 @@ EXCLUDED_FIELDS = {
 }
 
 
+def resume_mode(value: str) -> str:
+    if value != "auto":
+        raise argparse.ArgumentTypeError(f"--resume takes nothing or 'auto', got {value!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train a SAGAN with torchgan's Trainer on CelebA, or on embedded faces.",
@@ -101,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "or ~/.cache/torchgan_sagan, under images/)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, help="output folder (default: runs/<config>)")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--resume", nargs="?", const=True, type=resume_mode, metavar="auto",
+                   help="continue from the newest "
+                   "intact checkpoint in --out (without --out: the newest run folder of the config); "
+                   "--resume auto: continue if there is one, else start (for restarts under torchrun)")
     p.add_argument("--trust-checkpoint", action="store_true", help="let --resume load a checkpoint that holds "
                    "objects outside the allowlist (it runs their code)")
     p.add_argument("--verbose", action="store_true", help="print torchgan's epoch summaries instead of one "
@@ -185,6 +196,49 @@ def first_images(data, count: int) -> torch.Tensor:
     return to_unit_range(torch.as_tensor(np.asarray(data[:count])))
 
 
+def run_folders(base: Path):
+    """``base``, ``base-2``, ``base-3``, ...: the folders of one config's runs, in order."""
+    yield base
+    n = 2
+    while True:
+        yield base.with_name(f"{base.name}-{n}")
+        n += 1
+
+
+def has_checkpoints(out: Path) -> bool:
+    return bool(find_checkpoints(out / "checkpoints"))
+
+
+def choose_out(args, config_name: str) -> Path:
+    """Where this run goes. Without --out: a new run takes the first of runs/<config>,
+    runs/<config>-2, ... that does not exist yet, and --resume the last one that does.
+    An explicit --out that holds checkpoints is only resumed, never overwritten."""
+    if args.out is not None:
+        if not args.resume and has_checkpoints(args.out):
+            raise CliError(f"--out {args.out} holds the checkpoints of an earlier run; continue it with --resume "
+                           f"(or --resume auto), or start over in another --out (or after removing "
+                           f"{args.out / 'checkpoints'})")
+        return args.out
+    folders = run_folders(Path("runs") / config_name)
+    existing = []
+    for folder in folders:
+        if not folder.exists():
+            break
+        existing.append(folder)
+    if args.resume:
+        return existing[-1] if existing else Path("runs") / config_name
+    return folder
+
+
+def shared_out(out: Path, distributed: bool) -> Path:
+    """Rank 0's choice of folder, on every rank (they could see the folders at different moments)."""
+    if not distributed:
+        return out
+    choice = [str(out)]
+    torch.distributed.broadcast_object_list(choice, src=0)
+    return Path(choice[0])
+
+
 def resume_from(out: Path, trust: bool, say) -> Path:
     """The newest checkpoint of the run that reads; newer damaged ones are reported."""
     folder = out / "checkpoints"
@@ -227,7 +281,12 @@ def run(args) -> int:
     else:
         rank, world, device = 0, 1, parse_device(args.device)
     say = print if rank == 0 else (lambda *a, **k: None)
-    out = args.out or Path("runs") / config_name
+    out = shared_out(choose_out(args, config_name), distributed)
+    if args.resume == "auto" and not has_checkpoints(out):
+        say(f"--resume auto: no checkpoint in {out / 'checkpoints'} yet, so this run starts there.")
+        args.resume = None
+    elif args.out is None and not args.resume:
+        say(f"A new run: {out}")
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -287,8 +346,12 @@ def run(args) -> int:
     start = time.time()
     progress = RunProgress(loader, trainer, show=rank == 0 and not args.verbose)
     # torchgan's per-epoch summaries go to the console with --verbose, else to train.log.
-    with torchgan_output(out / "train.log" if rank == 0 else None, verbose=args.verbose):
-        trainer(progress)
+    try:
+        with torchgan_output(out / "train.log" if rank == 0 else None, verbose=args.verbose):
+            trainer(progress)
+    except BaseException:
+        progress.close(failed=True)
+        raise
     progress.close()
     trainer.logger.close()
     say(f"Trained for {time.time() - start:.0f} s." + ("" if args.verbose else
@@ -349,6 +412,12 @@ def main(argv=None) -> int:
         print("celeba.py: interrupted; the last finished epoch's checkpoint is kept (--resume continues)",
               file=sys.stderr)
         return 130
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        print(f"celeba.py: error: the disk is full ({err.filename or 'writing the run'}); the checkpoints "
+              f"written before are intact: free space, then continue with --resume", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

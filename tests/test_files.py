@@ -2,6 +2,10 @@ import errno
 import io
 import os
 import pickle
+import signal
+import stat
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,6 +15,7 @@ from torchgan_sagan.files import (
     atomic_write,
     checkpoint_classes,
     register_checkpoint_class,
+    remove_partial_files,
     renaming_pickle_module,
 )
 
@@ -61,3 +66,41 @@ def test_a_moved_class_is_found_under_its_old_path():
     with pytest.raises(ModuleNotFoundError):
         pickle.loads(old_pickle)
     assert type(renaming_pickle_module().Unpickler(io.BytesIO(old_pickle)).load()) is Moved
+
+
+def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    atomic_write(tmp_path / "a.bin", lambda f: f.write(b"x"))
+    assert synced == ["file", "folder"]
+
+
+@pytest.mark.slow
+def test_partial_files_of_a_killed_write_are_removed(tmp_path):
+    """A process killed inside atomic_write leaves its temporary file: simulate it by
+    killing a child process mid-write, then clean up as a new run does."""
+    script = (
+        "import os, sys, time\n"
+        "from torchgan_sagan.files import atomic_write\n"
+        "def write(f):\n"
+        "    f.write(b'half')\n"
+        "    f.flush()\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+        f"atomic_write({str(tmp_path / 'gan0.model')!r}, write)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".tmp-") and left[0].endswith(".part")
+    (tmp_path / "keep.model").write_bytes(b"a checkpoint")
+    assert remove_partial_files(tmp_path) == left
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.model"]

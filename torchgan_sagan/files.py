@@ -26,12 +26,15 @@ __all__ = [
     "atomic_write",
     "atomic_save",
     "default_cache_dir",
+    "remove_partial_files",
     "register_checkpoint_class",
     "checkpoint_classes",
     "renaming_pickle_module",
 ]
 
 PathLike = Union[str, os.PathLike]
+#: The name of a file that :func:`atomic_write` has not finished: ``.tmp-XXXX.part``.
+PARTIAL_PREFIX, PARTIAL_SUFFIX = ".tmp-", ".part"
 
 _CLASSES: List[type] = []
 #: "old.module.Name" -> the class it now names.
@@ -42,22 +45,48 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` with ``write(file)`` through a temporary file in the same folder.
 
     The file is written and synced under a temporary name, then renamed over
-    ``path`` in one step, so an interrupted write leaves the previous file intact
-    and never a truncated one.
+    ``path`` in one step, and the folder is synced, so an interrupted write (a kill, a
+    full disk, a power cut) leaves the previous file intact and never a truncated one.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _sync_folder(folder)  # the rename itself survives a power cut
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _sync_folder(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a platform that cannot open folders (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # a file system that cannot sync folders
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_partial_files(folder: PathLike) -> List[str]:
+    """Delete the temporary files that writes killed mid-way left in ``folder`` (a
+    process that died inside :func:`atomic_write` cannot clean up); returns their
+    names. Call it before writing there, not while another process writes."""
+    if not os.path.isdir(folder):
+        return []
+    names = [n for n in os.listdir(folder) if n.startswith(PARTIAL_PREFIX) and n.endswith(PARTIAL_SUFFIX)]
+    for name in names:
+        os.remove(os.path.join(folder, name))
+    return names
 
 
 def atomic_save(obj: Any, path: PathLike) -> None:

@@ -1,6 +1,7 @@
 """examples/celeba.py end to end (subprocess) and its handling of bad input (in process)."""
 
 import dataclasses
+import errno
 import importlib.util
 import subprocess
 import sys
@@ -263,3 +264,61 @@ def test_inception_fid_every_epoch_reaches_tensorboard(tmp_path, inception_weigh
     events = b"".join(p.read_bytes() for p in (out / "logs").glob("events.out.tfevents.*"))
     assert b"InceptionFID" in events and b"attention_maps" in events
     assert "InceptionFID" in (out / "train.log").read_text()
+
+
+TINY = ["--epochs", "1", "--max-images", "4", "--batch-size", "4", "--step-channels", "8"]
+
+
+def test_no_run_overwrites_another(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert celeba.main(TINY) == 0
+    printed = capsys.readouterr().out
+    assert "A new run: runs/sagan_faces_32\n" in printed and "A new run: runs/sagan_faces_32-2\n" in printed
+    first = (tmp_path / "runs" / "sagan_faces_32" / "checkpoints" / "gan0.model").stat().st_mtime_ns
+    # --resume without --out continues the newest run of the config.
+    assert celeba.main([*TINY, "--epochs", "2", "--resume"]) == 0
+    assert "Resuming at epoch 2 of 2." in capsys.readouterr().out
+    assert (tmp_path / "runs" / "sagan_faces_32-2" / "checkpoints" / "gan1.model").is_file()
+    assert (tmp_path / "runs" / "sagan_faces_32" / "checkpoints" / "gan0.model").stat().st_mtime_ns == first
+    assert not (tmp_path / "runs" / "sagan_faces_32" / "checkpoints" / "gan1.model").exists()
+
+
+def test_a_new_run_into_an_out_with_checkpoints_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert celeba.main([*TINY, "--out", str(out)]) == 0
+    before = (out / "checkpoints" / "gan0.model").read_bytes()
+    capsys.readouterr()
+    message = _main_error(capsys, *TINY, "--out", out)
+    assert "holds the checkpoints of an earlier run" in message and "--resume auto" in message
+    assert (out / "checkpoints" / "gan0.model").read_bytes() == before
+
+
+def test_resume_auto_starts_fresh_then_continues(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert celeba.main([*TINY, "--out", str(out), "--resume", "auto"]) == 0
+    assert "no checkpoint in" in capsys.readouterr().out
+    assert celeba.main([*TINY, "--epochs", "2", "--out", str(out), "--resume", "auto"]) == 0
+    assert "Resuming at epoch 2 of 2." in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.model")) == ["gan0.model", "gan1.model"]
+
+
+def test_a_full_disk_keeps_the_checkpoints_and_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    assert celeba.main([*TINY, "--out", str(out)]) == 0
+    before = (out / "checkpoints" / "gan0.model").read_bytes()
+    capsys.readouterr()
+
+    def save_until_the_disk_is_full(obj, f, *args, **kwargs):
+        f.write(b"the first half of a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_is_full)
+    assert celeba.main([*TINY, "--epochs", "2", "--out", str(out), "--resume"]) == 1
+    # What a terminal shows: each line's text after its last carriage return (the progress
+    # bar, erased on the error, rewrites its line in place).
+    err = [line.split("\r")[-1].strip() for line in capsys.readouterr().err.split("\n")]
+    err = [line for line in err if line]
+    assert len(err) == 1 and "the disk is full" in err[0] and "--resume" in err[0]
+    assert (out / "checkpoints" / "gan0.model").read_bytes() == before
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["gan0.model"]  # no partial file

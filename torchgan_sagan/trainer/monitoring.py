@@ -94,8 +94,12 @@ class RunProgress:
             if postfix is not None:
                 self.bar.set_postfix_str(postfix, refresh=False)
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
+        """End the bar; ``failed``: erase it, so that the error that ended the run
+        stands alone."""
         if self.bar is not None:
+            if failed:
+                self.bar.leave = False
             self.bar.close()
 
 

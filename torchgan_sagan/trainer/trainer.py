@@ -22,6 +22,7 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 from torchgan.trainer import Trainer
 
+from ..files import remove_partial_files
 from ..recipe.configs import SAGANConfig
 from .deferred_logging import DeferredLogging
 from .run_folder import SavesConfigInCheckpoints, write_config
@@ -74,6 +75,11 @@ def make_trainer(
         out = Path(out)
         for sub in ("samples", "checkpoints", "logs"):
             (out / sub).mkdir(parents=True, exist_ok=True)
+        # One process cleans up: rank 0 (the process group may not be started yet).
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else int(os.environ.get("RANK", 0))
+        if not distributed or rank == 0:
+            for folder in (out, out / "checkpoints"):  # what a write killed mid-way left behind
+                remove_partial_files(folder)
         kwargs.update(checkpoints=str(out / "checkpoints" / "gan"), recon=str(out / "samples"),
                       log_dir=str(out / "logs"))
     kwargs.update(trainer_kwargs)
