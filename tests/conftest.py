@@ -141,3 +141,23 @@ def tiny_resnet_run(tmp_path_factory):
     """A trained run of the paper's residual nets (class-conditional, with an average)."""
     return _tiny_run(tmp_path_factory.mktemp("resnet_run"), "sagan_resnet_cifar_32", image_channels=1,
                      ema_decay=0.5, ncritic=1)
+
+
+def _load_script(path, name=None):
+    """A script (examples/, benchmarks/, docs/) as a module, without running its main.
+    What importing it sets in the environment or on sys.path stays inside."""
+    import importlib.util
+    import sys
+    from unittest import mock
+
+    spec = importlib.util.spec_from_file_location(name or Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    with mock.patch.dict(os.environ), mock.patch.object(sys, "path", list(sys.path)):
+        spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script(path)``: the script at ``path`` as a module (see ``_load_script``)."""
+    return _load_script

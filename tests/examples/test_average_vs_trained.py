@@ -1,22 +1,14 @@
 """examples/average_vs_trained.py on tiny runs."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "average_vs_trained.py"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("average_vs_trained", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_draws_both_from_the_same_noise_and_scores_them(tiny_conditional_run, tmp_path, capsys):
+def test_draws_both_from_the_same_noise_and_scores_them(tiny_conditional_run, tmp_path, capsys, load_script):
     out = tmp_path / "picture.png"
-    assert _script().main([str(tiny_conditional_run), "--real", "digits", "--out", str(out)]) == 0
+    assert load_script(SCRIPT).main([str(tiny_conditional_run), "--real", "digits", "--out", str(out)]) == 0
     assert out.is_file()
     rows = json.loads(out.with_suffix(".json").read_text())[str(tiny_conditional_run)]
     for name in ("trained weights", "moving average"):
@@ -25,6 +17,6 @@ def test_draws_both_from_the_same_noise_and_scores_them(tiny_conditional_run, tm
     assert "average / trained spread" in capsys.readouterr().out
 
 
-def test_a_run_without_an_average_is_a_clear_error(tiny_run, tmp_path, capsys):
-    assert _script().main([str(tiny_run), "--out", str(tmp_path / "p.png")]) == 2
+def test_a_run_without_an_average_is_a_clear_error(tiny_run, tmp_path, capsys, load_script):
+    assert load_script(SCRIPT).main([str(tiny_run), "--out", str(tmp_path / "p.png")]) == 2
     assert "without a moving average (--ema)" in capsys.readouterr().err

@@ -1,10 +1,8 @@
 """examples/tutorial_ablation.py: each step changes what it says, and the script runs."""
 
-import importlib.util
 import json
 import math
 import os
-import sys
 from pathlib import Path
 from unittest import mock
 
@@ -21,14 +19,10 @@ SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "tutorial_ablation.p
 
 
 @pytest.fixture(scope="module")
-def ablation():
-    """The script as a module (its harness sets logging switches in the environment;
-    keep them from leaking into later tests)."""
-    spec = importlib.util.spec_from_file_location("tutorial_ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    with mock.patch.dict(os.environ), mock.patch.object(sys, "path", list(sys.path)):
-        spec.loader.exec_module(module)
-    return module
+def ablation(load_script):
+    """The script as a module (its harness sets logging switches in the environment,
+    which load_script keeps from leaking into later tests)."""
+    return load_script(SCRIPT)
 
 
 def nets(ablation, spec, tmp_path):
