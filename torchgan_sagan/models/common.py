@@ -13,7 +13,6 @@ from torch.nn.utils import parametrize
 from ..checks import check_attention, check_positive_int
 from ..layers import (
     ConditionalBatchNorm2d,
-    ConditionalSequential,
     SelfAttention2d,
     refresh_spectral_norm,
     run_layer,
