@@ -219,14 +219,14 @@ def choose_out(args, config_name: str) -> Path:
                            f"(or --resume auto), or start over in another --out (or after removing "
                            f"{args.out / 'checkpoints'})")
         return args.out
-    folders = run_folders(Path("runs") / config_name)
-    existing = []
-    for folder in folders:
+    base = Path("runs") / config_name
+    newest = None
+    for folder in run_folders(base):
         if not folder.exists():
             break
-        existing.append(folder)
+        newest = folder
     if args.resume:
-        return existing[-1] if existing else Path("runs") / config_name
+        return newest or base
     return folder
 
 

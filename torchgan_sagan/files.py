@@ -27,6 +27,7 @@ __all__ = [
     "atomic_save",
     "default_cache_dir",
     "remove_partial_files",
+    "replace_durably",
     "register_checkpoint_class",
     "checkpoint_classes",
     "renaming_pickle_module",
@@ -54,14 +55,22 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _sync_folder(folder)  # the rename itself survives a power cut
+        replace_durably(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def replace_durably(complete: PathLike, path: PathLike) -> None:
+    """Put the finished file ``complete`` in ``path``'s place in one step: sync its
+    contents, rename it over ``path``, then sync the folder, so that the rename too
+    survives a power cut. (:func:`atomic_write` ends with this; a file written some
+    other way, such as a memory-mapped array, can end with it too.)"""
+    with open(complete, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(complete, path)
+    _sync_folder(os.path.dirname(os.path.abspath(path)))
 
 
 def _sync_folder(folder: str) -> None:

@@ -14,7 +14,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "find_images", "folder_transform"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "find_images", "folder_resize", "folder_transform"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
 CELEBA_FOLDER = "img_align_celeba"
@@ -45,6 +45,18 @@ def find_images(root: str | os.PathLike) -> List[Path]:
     return files
 
 
+def folder_resize(image_size: int, *, crop: Optional[int] = 160, channels: int = 3) -> Callable:
+    """The PIL steps of :func:`folder_transform`: grayscale (``channels=1``), center
+    crop (``crop=None`` or 0: none), resize; a PIL image in, a PIL image out."""
+    from torchvision import transforms
+
+    steps = [transforms.Grayscale(1)] if channels == 1 else []
+    if crop:
+        steps.append(transforms.CenterCrop(crop))
+    steps.append(transforms.Resize((image_size, image_size)))
+    return transforms.Compose(steps)
+
+
 def folder_transform(image_size: int, *, crop: Optional[int] = 160, channels: int = 3) -> Callable:
     """The CelebA transform of torchgan's SAGAN tutorial: center crop, resize, [-1, 1].
 
@@ -52,15 +64,11 @@ def folder_transform(image_size: int, *, crop: Optional[int] = 160, channels: in
     """
     from torchvision import transforms
 
-    steps = [transforms.Grayscale(1)] if channels == 1 else []
-    if crop:
-        steps.append(transforms.CenterCrop(crop))
-    steps += [
-        transforms.Resize((image_size, image_size)),
+    return transforms.Compose([
+        folder_resize(image_size, crop=crop, channels=channels),
         transforms.ToTensor(),
         transforms.Normalize([0.5] * channels, [0.5] * channels),
-    ]
-    return transforms.Compose(steps)
+    ])
 
 
 class ImageFiles(Dataset):

@@ -10,7 +10,7 @@ stale one is never served. Files that cannot be decoded are skipped and named, a
 :class:`~torchgan_sagan.data.folders.ImageFiles` does.
 
 The pixels are those of :func:`~torchgan_sagan.data.folders.folder_transform` before
-its conversion to float: ``image.float() / 255`` then ``(x - 0.5) / 0.5`` gives the
+its conversion to float (its PIL steps, :func:`~torchgan_sagan.data.folders.folder_resize`): ``image.float() / 255`` then ``(x - 0.5) / 0.5`` gives the
 same tensor to the last bit (:mod:`torchgan_sagan.data.device_batches` does that on the
 training device).
 """
@@ -25,12 +25,13 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..checks import check_image_size
-from ..files import atomic_write, default_cache_dir
+from ..files import atomic_write, default_cache_dir, replace_durably
+from .folders import folder_resize
 
 __all__ = ["ImageCache", "build_image_cache", "cache_key", "CACHE_VERSION"]
 
@@ -66,21 +67,14 @@ def cache_key(files: Sequence[Path], image_size: int, crop: Optional[int], chann
     return digest.hexdigest()[:24]
 
 
-def _decode(path: str, image_size: int, crop: Optional[int], channels: int) -> Optional[np.ndarray]:
-    """One image as ``folder_transform`` sees it before ``ToTensor``: C x H x W uint8;
-    ``None`` if it cannot be decoded."""
+def _decode(path: str, resize: Callable) -> Optional[np.ndarray]:
+    """One image after ``resize`` (:func:`folder_resize`), as C x H x W uint8; ``None``
+    if it cannot be decoded."""
     from PIL import Image
-    from torchvision.transforms import functional as TF
 
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
-            if channels == 1:
-                im = TF.rgb_to_grayscale(im, 1)
-            if crop:
-                im = TF.center_crop(im, [crop, crop])
-            im = TF.resize(im, [image_size, image_size])
-            pixels = np.asarray(im, dtype=np.uint8)
+            pixels = np.asarray(resize(im.convert("RGB")), dtype=np.uint8)
     except (OSError, ValueError):
         return None
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
@@ -88,7 +82,8 @@ def _decode(path: str, image_size: int, crop: Optional[int], channels: int) -> O
 
 def _decode_chunk(args: Tuple[List[str], int, Optional[int], int]) -> List[Optional[np.ndarray]]:
     paths, image_size, crop, channels = args
-    return [_decode(p, image_size, crop, channels) for p in paths]
+    resize = folder_resize(image_size, crop=crop, channels=channels)
+    return [_decode(p, resize) for p in paths]
 
 
 def _decoded(files: List[str], image_size: int, crop: Optional[int], channels: int, workers: int, progress: bool):
@@ -157,9 +152,7 @@ def build_image_cache(files: Sequence[os.PathLike], image_size: int, *, crop: Op
         if kept == len(files):
             pixels.flush()
             del pixels
-            with open(partial, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(partial, path)
+            replace_durably(partial, path)
         else:
             atomic_write(path, lambda f: np.save(f, pixels[:kept], allow_pickle=False))
     finally:
