@@ -64,8 +64,10 @@ from torchgan_sagan.metrics import InceptionFID, generate, memorization_report
 from torchgan_sagan.recipe.cli import CommandError as CliError
 from torchgan_sagan.recipe.cli import add_config_flags, config_overrides, parse_device
 from torchgan_sagan.trainer.checkpoints import UntrustedCheckpointError, find_checkpoints, latest_intact_checkpoint
+from torchgan_sagan.trainer.divergence import DivergenceError, clear_mark, read_mark
 from torchgan_sagan.trainer.distributed import init_distributed, launched_by_torchrun
 from torchgan_sagan.trainer.monitoring import AttentionLogger, RunProgress, torchgan_output
+from torchgan_sagan.trainer.run_folder import read_config, record_change
 from torchgan_sagan.trainer.trainer import cuda_settings
 from torchgan_sagan.visualize import attention_figure, image_grid, nearest_grid, real_vs_fake_figure
 
@@ -239,13 +241,14 @@ def shared_out(out: Path, distributed: bool) -> Path:
     return Path(choice[0])
 
 
-def resume_from(out: Path, trust: bool, say) -> Path:
-    """The newest checkpoint of the run that reads; newer damaged ones are reported."""
+def resume_from(out: Path, trust: bool, say):
+    """The newest checkpoint of the run that reads, and its contents; newer damaged ones
+    are reported."""
     folder = out / "checkpoints"
     if not find_checkpoints(folder):
         raise CliError(f"--resume: no checkpoint (*.model) in {folder}; run once without --resume first")
     try:
-        found, _, damaged = latest_intact_checkpoint(folder, trust=trust)
+        found, contents, damaged = latest_intact_checkpoint(folder, trust=trust)
     except UntrustedCheckpointError as err:
         raise CliError(str(err)) from err
     for path, err in damaged:
@@ -254,8 +257,51 @@ def resume_from(out: Path, trust: bool, say) -> Path:
         raise CliError(f"--resume: none of the checkpoints in {folder} can be read; start a new run "
                        f"(without --resume) or restore a copy")
     if damaged:
-        say(f"Resuming from the newest intact checkpoint, {found}: the epochs after it are trained again.")
-    return found
+        say(f"Resuming from the newest intact checkpoint, {found}: what came after it is trained again.")
+    return found, contents
+
+
+class Diverged(Exception):
+    """The run folder is marked: an earlier launch stopped on divergence (exit status 3)."""
+
+
+def resumed_config(args, checkpoint_path: Path, checkpoint: dict, say):
+    """The config a resumed run trains with: the checkpoint's own, with the flags given
+    on the command line (a given --config is compared field by field); a change to what
+    trains is refused. Returns the config and its changes ``{field: (old, new)}``."""
+    given = config_overrides(args)
+    try:
+        saved = read_config(checkpoint_path, checkpoint)
+    except ValueError:  # written before checkpoints recorded their config
+        say(f"{checkpoint_path} records no config; resuming with the preset's and the flags given.")
+        return get_config(args.config or default_config(args), **given), {}
+    if args.config:
+        preset = get_config(args.config, **given)
+        given = {name: getattr(preset, name) for name in saved.to_dict()["fields"]}
+    try:
+        return saved.resumed_with(**given)
+    except ValueError as err:
+        raise CliError(f"--resume: {err}") from err
+
+
+def check_divergence_mark(out: Path, cfg, changes: dict, rank: int, say) -> None:
+    """A folder an earlier launch left marked as diverged continues only with other
+    learning rates or with on_divergence 'rollback'; then the mark is removed."""
+    mark = read_mark(out)
+    if mark is None:
+        return
+    other_rates = any(key in mark and getattr(cfg, key) != mark[key] for key in ("g_lr", "d_lr")) \
+        or any(key in changes for key in ("g_lr", "d_lr"))
+    if not other_rates and cfg.on_divergence != "rollback":
+        raise Diverged(mark.get("message", "training diverged in an earlier launch"))
+    say(f"{out} was marked as diverged; continuing with g_lr {cfg.g_lr:g}, d_lr {cfg.d_lr:g}, "
+        f"on_divergence {cfg.on_divergence}.")
+    if rank == 0:
+        clear_mark(out)
+
+
+def default_config(args) -> str:
+    return FOLDER_CONFIG if args.data_root else EMBEDDED_CONFIG
 
 
 def run(args) -> int:
@@ -265,7 +311,7 @@ def run(args) -> int:
     if args.num_workers is not None and args.num_workers < 0:
         raise CliError(f"--num-workers must be 0 or more, got {args.num_workers}")
 
-    config_name = args.config or (FOLDER_CONFIG if args.data_root else EMBEDDED_CONFIG)
+    config_name = args.config or default_config(args)
     try:
         cfg = get_config(config_name, **config_overrides(args))
     except ValueError as err:
@@ -287,6 +333,12 @@ def run(args) -> int:
         args.resume = None
     elif args.out is None and not args.resume:
         say(f"A new run: {out}")
+    checkpoint, changes = None, {}
+    if args.resume:
+        checkpoint, contents = resume_from(out, args.trust_checkpoint, say)
+        cfg, changes = resumed_config(args, checkpoint, contents, say)
+        del contents
+    check_divergence_mark(out, cfg, changes, rank, say)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -305,9 +357,10 @@ def run(args) -> int:
             sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=args.seed,
                                          drop_last=True)
             loader = DataLoader(dataset, sampler=sampler, **common)
-        else:
-            loader = DataLoader(dataset, shuffle=True, generator=torch.Generator().manual_seed(args.seed),
-                                **common)
+        else:  # epoch e's order is seed + e's, so that a resumed run sees the same order
+            sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=args.seed,
+                                         drop_last=True)
+            loader = DataLoader(dataset, sampler=sampler, **common)
     if world > 1:
         say(f"Distributed: {world} processes, backend {torch.distributed.get_backend()}, "
             f"global batch {cfg.batch_size * world}.")
@@ -331,15 +384,20 @@ def run(args) -> int:
     trainer = make_trainer(cfg, out=out, device=device, distributed=distributed, test_noise=[test_noise],
                            metrics=metrics or None)
     AttentionLogger.attach(trainer, test_noise[:4])
-    if args.resume:
-        trainer.load_model(str(resume_from(out, args.trust_checkpoint, say)), trust_checkpoint=args.trust_checkpoint)
-        if isinstance(loader, DeviceBatches):
-            loader.set_epoch(trainer.start_epoch)  # the order of the epoch it resumes at, not epoch 0's
+    if checkpoint is not None:
+        trainer.load_model(str(checkpoint), trust_checkpoint=args.trust_checkpoint)
+        if changes and rank == 0:
+            record_change(out, cfg, changes, "resumed with " + " ".join(sorted(f"--{name.replace('_', '-')}"
+                                                                                for name in changes)),
+                          trainer.iteration)
         if trainer.start_epoch >= cfg.epochs:
             say(f"The checkpoint has {trainer.start_epoch} epochs already, and --epochs is "
                 f"{cfg.epochs} (a total): nothing to train. Pass a larger --epochs.")
         else:
-            say(f"Resuming at epoch {trainer.start_epoch + 1} of {cfg.epochs}.")
+            say(f"Resuming at epoch {trainer.start_epoch + 1} of {cfg.epochs}"
+                + (f", batch {trainer.start_batch + 1}" if trainer.start_batch else "")
+                + "".join(f"; {name} {old!r} -> {new!r}" for name, (old, new) in changes.items()
+                          if name != "epochs") + ".")
     # The nets start identical on every process; the noise each draws should not be.
     torch.manual_seed(args.seed + rank)
 
@@ -408,8 +466,11 @@ def main(argv=None) -> int:
     except CliError as err:
         print(f"celeba.py: error: {err}", file=sys.stderr)
         return 2
+    except (DivergenceError, Diverged) as err:
+        print(f"celeba.py: error: {err}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
-        print("celeba.py: interrupted; the last finished epoch's checkpoint is kept (--resume continues)",
+        print("celeba.py: interrupted; the newest checkpoint is kept (--resume continues from it)",
               file=sys.stderr)
         return 130
     except OSError as err:

@@ -32,7 +32,7 @@ from .losses import (
     hinge_generator_loss,
 )
 from .models import AttentionOptions, AugmentOptions, EMAOptions, SAGANDiscriminator, SAGANGenerator, SpeedOptions
-from .trainer import SAGANTrainer, apply_torchgan_fixes, load_generator, make_trainer, train_step
+from .trainer import DivergenceError, SAGANTrainer, apply_torchgan_fixes, load_generator, make_trainer, train_step
 from .visualize import attention_figure, image_grid, real_vs_fake_figure
 
 __version__ = "0.1.0"
@@ -47,6 +47,7 @@ __all__ = [
     "make_trainer",
     "train_step",
     "SAGANTrainer",
+    "DivergenceError",
     "load_generator",
     "AttentionOptions",
     "SpeedOptions",

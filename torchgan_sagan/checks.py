@@ -31,6 +31,7 @@ __all__ = [
     "check_policy",
     "check_classes",
     "check_labels",
+    "parse_interval",
 ]
 
 MIN_IMAGE_SIZE = 16
@@ -232,3 +233,24 @@ def check_labels(net: str, num_classes: int, labels: Optional[torch.Tensor], bat
             in_range = ((labels >= 0) & (labels < num_classes)).all()
             torch._assert_async(in_range, f"{net}: labels must lie in [0, {num_classes})")
     return (labels,)
+
+
+_TIME_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_interval(name: str, value: object) -> Optional[Tuple[str, float]]:
+    """An interval of mid-epoch checkpoints: ``None`` (none), a number of iterations
+    (``500`` or ``"500"``) -> ``("iterations", 500)``, or a time (``"90s"``, ``"20m"``,
+    ``"1h"``) -> ``("seconds", 1200.0)``."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    unit = _TIME_UNITS.get(text[-1:]) if text else None
+    number = text[:-1] if unit else text
+    try:
+        amount = float(number) if unit else int(number)
+    except ValueError:
+        amount = 0
+    if isinstance(value, bool) or not amount > 0:
+        raise ValueError(f"{name} takes a number of iterations (500) or a time (90s, 20m, 1h), got {value!r}")
+    return ("seconds", amount * unit) if unit else ("iterations", amount)

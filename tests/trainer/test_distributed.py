@@ -1,5 +1,6 @@
 """DistributedTrainer and examples/celeba.py under torchrun: 2 CPU processes, gloo."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,14 +9,16 @@ import pytest
 import torch
 
 from torchgan_sagan import train_step
+from torchgan_sagan.trainer.checkpoints import latest_intact_checkpoint
 from torchgan_sagan.trainer.distributed import init_distributed, launched_by_torchrun, shard_loader
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
-def _torchrun(*args, cwd):
-    result = subprocess.run([*TORCHRUN, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
+def _torchrun(*args, cwd, env=None):
+    result = subprocess.run([*TORCHRUN, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600,
+                            env=None if env is None else {**os.environ, **env})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -61,17 +64,23 @@ def test_example_runs_under_torchrun_writes_once_and_resumes(tmp_path):
     # 20 images (10 faces and mirrors), 2 ranks x batch 4: 2 steps per epoch on each rank.
     assert int(checkpoint["generator"]["ema.steps"]) == 2
 
-    resumed = _torchrun(script, "--epochs", 2, *common, "--resume", cwd=tmp_path)
-    assert resumed.stdout.count("Resuming at epoch 2 of 2.") == 1
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["gan0.model", "gan1.model"]
-    checkpoint = torch.load(out / "checkpoints" / "gan1.model", weights_only=False)
-    assert checkpoint["epoch"] == 2 and int(checkpoint["generator"]["ema.steps"]) == 4
+    # Resumed with a checkpoint every iteration; rank 1 is killed by SIGKILL after the first
+    # (iteration 3, mid-epoch 2). torchrun restarts both workers with the same command line,
+    # and --resume auto continues from that checkpoint: nothing before it is trained again.
+    killer = ROOT / "tests" / "trainer" / "killed_worker.py"
+    resumed = _torchrun("--max-restarts", 1, killer, "--epochs", 3, *common, "--resume", "auto",
+                        "--checkpoint-every", 1, cwd=tmp_path, env={"KILL_RANK": "1", "KILL_AFTER_SAVES": "1"})
+    assert resumed.stdout.count("Resuming at epoch 2 of 3;") == 1  # the first attempt
+    assert resumed.stdout.count("Resuming at epoch 2 of 3, batch 2.") == 1  # the restart
+    checkpoint = latest_intact_checkpoint(out / "checkpoints")[1]
+    assert checkpoint["epoch"] == 3 and checkpoint["train_state"]["iteration"] == 6
+    assert int(checkpoint["generator"]["ema.steps"]) == 6  # 2 steps an epoch, none twice
 
     # A distributed checkpoint resumes in a single process.
-    single = subprocess.run([sys.executable, str(script), "--epochs", "3", *map(str, common), "--resume"],
+    single = subprocess.run([sys.executable, str(script), "--epochs", "4", *map(str, common), "--resume"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
-    assert "Resuming at epoch 3 of 3." in single.stdout
+    assert "Resuming at epoch 4 of 4." in single.stdout
 
 
 def test_shard_loader_splits_the_data_between_ranks():
@@ -189,13 +198,15 @@ def test_every_epoch_ends_with_the_ranks_in_step_after_rank_0_evaluated(world_of
     trainer = _trainer(world_of_one)
     events = []
     monkeypatch.setattr(dist, "barrier", lambda *a, **k: events.append("barrier"))
+    broadcast = dist.broadcast_object_list
+    monkeypatch.setattr(dist, "broadcast_object_list", lambda *a, **k: (events.append("saved"), broadcast(*a, **k)))
     from torchgan.trainer import Trainer
 
     monkeypatch.setattr(Trainer, "eval_ops", lambda self, **k: events.append("eval"))
     data = torch.utils.data.TensorDataset(torch.rand(8, 1, 32, 32) * 2 - 1, torch.zeros(8, dtype=torch.long))
     trainer(torch.utils.data.DataLoader(data, batch_size=4, drop_last=True))
-    # save_model's barrier, rank 0's metrics, then the end-of-epoch barrier
-    assert events == ["barrier", "eval", "barrier"]
+    # rank 0 evaluates the metrics, tells the others how its checkpoint went, then the end-of-epoch barrier
+    assert events == ["eval", "saved", "barrier"]
 
 
 def averaged_statistics(names):
@@ -228,7 +239,7 @@ def test_a_silent_rank_keeps_its_logs_as_floats(world_of_one, monkeypatch):
     trainer = _trainer(world_of_one, log_every=2)
     written = []
     monkeypatch.setattr(type(trainer.logger.get_loss_viz()), "log_tensorboard", lambda *a: written.append(a))
-    trainer._silence_logger()  # what a rank other than 0 does
+    trainer.logger.silent = True  # what a rank other than 0 does
     for _ in range(4):
         train_step(trainer, torch.rand(4, 1, 32, 32) * 2 - 1)
     logs = trainer.logger.get_loss_viz().logs

@@ -68,6 +68,7 @@ class DeviceBatches:
             raise ValueError(f"batch size {batch_size} is larger than the {self.per_rank} images of each of "
                              f"{world} process(es); pass a smaller batch size")
         self.epoch = 0
+        self._start = 0
         self.on_device = self.device.type == "cpu" or self._fits(gpu_share)
         self.images = self.source.to(self.device) if self.on_device else self.source
         self._buffers = None  # the host path's two pinned buffers, each with its copy's event
@@ -85,6 +86,13 @@ class DeviceBatches:
         resumed run continues with the order of the epoch it resumes at."""
         self.epoch = epoch
 
+    def set_position(self, batch: int) -> None:
+        """Start the next epoch at its batch ``batch`` (a resume in the middle of an
+        epoch); later epochs start at their first."""
+        if not 0 <= batch <= len(self):
+            raise ValueError(f"set_position: batch must be in [0, {len(self)}], got {batch}")
+        self._start = batch
+
     def _order(self) -> torch.Tensor:
         """This rank's indices for the current epoch: ``seed + epoch`` permutes all of
         them (the same on every rank), each rank takes every ``world``-th."""
@@ -99,8 +107,9 @@ class DeviceBatches:
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         order = self._order()
         self.epoch += 1
+        start, self._start = self._start, 0
         labels = self._labels()
-        for index in order.view(len(self), self.batch_size):
+        for index in order.view(len(self), self.batch_size)[start:]:
             yield self._batch(index), labels
 
     def _batch(self, index: torch.Tensor) -> torch.Tensor:

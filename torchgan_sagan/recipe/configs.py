@@ -38,6 +38,7 @@ from ..checks import (
     check_positive_float,
     check_positive_int,
     check_resolutions,
+    parse_interval,
 )
 from ..losses import (
     HingeDiscriminatorLoss,
@@ -48,7 +49,7 @@ from ..losses import (
 from ..models import BACKBONES, default_attn_resolutions
 from ..models.options import OPTION_GROUPS, net_options, option, option_fields
 
-__all__ = ["LOSSES", "GRADIENT_PENALTY_LOSSES", "SAGANConfig"]
+__all__ = ["LOSSES", "GRADIENT_PENALTY_LOSSES", "DIVERGENCE_ACTIONS", "RESUME_MAY_CHANGE", "SAGANConfig"]
 
 #: Loss recipes by name: each builds a fresh list of torchgan losses.
 LOSSES: Dict[str, Callable[[], list]] = {
@@ -88,6 +89,17 @@ LOSSES: Dict[str, Callable[[], list]] = {
 #: input channels (their power-iteration vectors changed shape).
 CONFIG_FORMAT = "torchgan_sagan.SAGANConfig"
 CONFIG_VERSION = 2
+
+#: What a run does when a loss or weight turns non-finite (``on_divergence``).
+DIVERGENCE_ACTIONS = ("stop", "rollback")
+
+#: Fields a resumed run may change: how long and how it runs, not what it trains.
+#: Learning rates given on resume are applied to the loaded optimizers.
+RESUME_MAY_CHANGE = frozenset({
+    "epochs", "g_lr", "d_lr", "on_divergence", "max_rollbacks", "checkpoint_every", "retain_checkpoints",
+    "sample_size", "source", "g_compile", "d_compile", "g_channels_last", "d_channels_last",
+    "g_attn_fused", "d_attn_fused",
+})
 
 #: Losses that differentiate D's input gradient, so D's attention cannot be fused.
 GRADIENT_PENALTY_LOSSES = frozenset({"wasserstein_gp", "dragan"})
@@ -130,15 +142,27 @@ class SAGANConfig:
     batch_size: int = option(64, "images per batch")
     epochs: int = option(10, "training epochs in all (also a total when resuming)")
     sample_size: int = option(64, "images in each epoch's sample grid")
+    on_divergence: str = option("stop", "when a loss or weight turns non-finite: 'stop' (raise DivergenceError; "
+                                        "the newest good checkpoint is kept) or 'rollback' (reload it, halve both "
+                                        "learning rates, go on)", cli={"choices": DIVERGENCE_ACTIONS})
+    max_rollbacks: int = option(3, "rollbacks before a diverging run stops (with on_divergence='rollback')")
+    checkpoint_every: Optional[str] = option(None, "mid-epoch checkpoints every N iterations ('500') or every so "
+                                                   "long ('20m', '1h'), besides one at every epoch's end")
+    retain_checkpoints: int = option(5, "checkpoints kept, the newest ones (a save replaces the oldest)")
     source: str = option("", "where the recipe comes from (the registered function's docstring)")
 
     def __post_init__(self) -> None:
         check_choice("backbone", self.backbone, BACKBONES)
         check_image_size("image_size", self.image_size)
-        for name in ("image_channels", "encoding_dims", "step_channels", "batch_size", "epochs", "sample_size"):
+        for name in ("image_channels", "encoding_dims", "step_channels", "batch_size", "epochs", "sample_size",
+                     "max_rollbacks", "retain_checkpoints"):
             check_positive_int(name, getattr(self, name))
         check_ncritic(self.ncritic)
         check_choice("loss", self.loss, LOSSES)
+        check_choice("on_divergence", self.on_divergence, DIVERGENCE_ACTIONS)
+        parse_interval("checkpoint_every", self.checkpoint_every)
+        if self.checkpoint_every is not None:
+            object.__setattr__(self, "checkpoint_every", str(self.checkpoint_every))
         check_compile_with_loss(self.compile, self.loss, GRADIENT_PENALTY_LOSSES)
         check_classes("SAGANConfig", self.num_classes, None, "generated")
         if self.num_classes:
@@ -187,6 +211,21 @@ class SAGANConfig:
     def replace(self, **changes) -> "SAGANConfig":
         """A copy with ``changes`` (validated like any config)."""
         return dataclasses.replace(self, **changes)
+
+    def resumed_with(self, **given) -> Tuple["SAGANConfig", Dict[str, Tuple[Any, Any]]]:
+        """This config (a run's, from its checkpoint) with the values ``given`` for its
+        continuation, and what they change, ``{field: (old, new)}``. A change outside
+        :data:`RESUME_MAY_CHANGE` (the nets, the loss, ``ncritic``, betas, batch size,
+        EMA, DiffAugment, ...) is a ``ValueError`` that lists every such difference."""
+        resumed = self.replace(**given)
+        changes = {f.name: (getattr(self, f.name), getattr(resumed, f.name)) for f in dataclasses.fields(self)
+                   if getattr(self, f.name) != getattr(resumed, f.name)}
+        refused = [f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items()
+                   if name not in RESUME_MAY_CHANGE]
+        if refused:
+            raise ValueError(f"a resumed run keeps what it trains, and these differ from its checkpoint: "
+                             f"{'; '.join(refused)}. Drop those flags to continue it, or start a new run")
+        return resumed, changes
 
     @staticmethod
     def _activation(slope: Optional[float]) -> nn.Module:
@@ -257,4 +296,8 @@ class SAGANConfig:
             "ncritic": self.ncritic,
             "sample_size": self.sample_size,
             "nrow": max(1, int(self.sample_size**0.5)),
+            "retain_checkpoints": self.retain_checkpoints,
+            "on_divergence": self.on_divergence,
+            "max_rollbacks": self.max_rollbacks,
+            "checkpoint_every": self.checkpoint_every,
         }

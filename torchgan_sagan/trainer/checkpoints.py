@@ -29,6 +29,7 @@ import torchgan.metrics
 
 # Imported for what they register: the classes their objects pickle.
 from .. import losses, metrics  # noqa: F401
+from .divergence import non_finite_entries
 from ..files import checkpoint_classes, register_checkpoint_class, renaming_pickle_module
 
 __all__ = [
@@ -113,8 +114,9 @@ def find_checkpoints(folder: PathLike) -> List[Path]:
 
 def latest_intact_checkpoint(folder: PathLike, *, trust: bool = False
                              ) -> Tuple[Optional[Path], Optional[dict], List[Tuple[Path, CorruptCheckpointError]]]:
-    """The newest checkpoint in ``folder`` that reads, its contents (read once, here),
-    and the newer ones that did not read (each with its error). ``(None, None, [...])``
+    """The newest checkpoint in ``folder`` that reads and whose nets' weights are finite,
+    its contents (read once, here), and the newer ones that did not qualify (each with
+    its error). ``(None, None, [...])``
     when none reads. An untrusted file is not skipped: its error propagates."""
     corrupt = []
     for path in find_checkpoints(folder):
@@ -122,6 +124,11 @@ def latest_intact_checkpoint(folder: PathLike, *, trust: bool = False
             contents = load_checkpoint(path, trust=trust)
         except CorruptCheckpointError as err:
             corrupt.append((path, err))
+            continue
+        bad = non_finite_entries(contents) if isinstance(contents, dict) else {}
+        if bad:  # written by a run that diverged before it was checked
+            corrupt.append((path, CorruptCheckpointError(
+                f"{str(path)!r} holds non-finite weights ({', '.join(f'{n} tensors of {net}' for net, n in bad.items())})")))
             continue
         return path, contents, corrupt
     return None, None, corrupt

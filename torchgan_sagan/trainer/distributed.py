@@ -10,10 +10,9 @@ metrics) and runs one process per device, as ``torchrun`` launches them:
 - the data are sharded with a ``DistributedSampler`` (one is put in if the loader has
   none), and ``set_epoch`` is called every epoch so that each epoch is shuffled anew;
 - only rank 0 logs, writes sample grids, evaluates metrics and writes checkpoints; the
-  others wait for it at the end of every epoch;
-- checkpoints hold the unwrapped nets' ``state_dict`` (no ``module.`` prefixes), so a
-  checkpoint from a distributed run resumes in a single process and the other way
-  round;
+  others wait for it at the end of every epoch, and end with it if a write fails;
+- checkpoints hold the unwrapped nets' ``state_dict`` (no ``module.`` prefixes) and
+  every rank's random states: a distributed run resumes in a single process too;
 - buffers (BatchNorm statistics, spectral norm's singular vectors) are broadcast from
   rank 0 at every forward (DDP's ``broadcast_buffers``), or, with
   ``sync_batchnorm=True``, BatchNorm normalizes with the statistics of the whole
@@ -42,19 +41,21 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Iterator, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader
 from torchgan.losses import DiscriminatorLoss, FeatureMatchingGeneratorLoss, GeneratorLoss
 from torchgan.models import Discriminator, Generator
 from torchgan.trainer import Trainer
 
-from ..data import DeviceBatches
 from ..models.ema import WeightEMA
 from .deferred_logging import DeferredLogging
+from .resumable import ResumableTraining
+from .run_state import rng_state
+from .sharding import EpochLoader, device_batches, distributed_sampler, shard_loader
 from .run_folder import SavesConfigInCheckpoints
 
 __all__ = ["DistributedTrainer", "init_distributed", "launched_by_torchrun", "shard_loader"]
@@ -93,7 +94,12 @@ def init_distributed(backend: Optional[str] = None, *, timeout: Optional[timedel
         torch.cuda.set_device(local_rank)
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group(backend or ("nccl" if cuda else "gloo"),
+        # torchrun's store outlives a restart (--max-restarts); the group's keys carry the
+        # attempt, so that restarted workers do not read the addresses of the dead ones.
+        store, rank, world = next(dist.rendezvous("env://"))
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group(backend or ("nccl" if cuda else "gloo"), rank=rank, world_size=world,
+                                store=dist.PrefixStore(f"attempt{attempt}/", store),
                                 **({} if timeout is None else {"timeout": timeout}))
     return dist.get_rank(), dist.get_world_size(), device
 
@@ -109,51 +115,6 @@ class _AttributeForwardingDDP(DistributedDataParallel):
             if name == "module":
                 raise
             return getattr(self.module, name)
-
-
-def shard_loader(loader: DataLoader, *, rank: int, world_size: int, seed: int = 0) -> DataLoader:
-    """``loader`` with a ``DistributedSampler``: each process gets 1/world_size of every
-    epoch. A loader that already has one is returned as it is; otherwise its dataset,
-    batch size, workers, ``drop_last`` and collate function are kept, and it shuffles
-    if it shuffled (a ``RandomSampler``)."""
-    if isinstance(loader.sampler, DistributedSampler):
-        return loader
-    if loader.batch_size is None:
-        raise ValueError("shard_loader needs a DataLoader with a batch_size (not a batch_sampler); "
-                         "build it with a DistributedSampler yourself")
-    sampler = DistributedSampler(loader.dataset, num_replicas=world_size, rank=rank,
-                                 shuffle=isinstance(loader.sampler, RandomSampler), seed=seed,
-                                 drop_last=loader.drop_last)
-    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
-                      num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-                      pin_memory=loader.pin_memory, drop_last=loader.drop_last)
-
-
-def _distributed_sampler(loader) -> Optional[DistributedSampler]:
-    sampler = getattr(loader, "sampler", None)
-    return sampler if isinstance(sampler, DistributedSampler) else None
-
-
-def _device_batches(loader) -> Optional[DeviceBatches]:
-    """The DeviceBatches that ``loader`` is, or wraps (a progress bar's ``.loader``)."""
-    while loader is not None and not isinstance(loader, DeviceBatches):
-        loader = getattr(loader, "loader", None)
-    return loader
-
-
-class _EpochLoader:
-    """Iterates ``loader`` and calls ``sampler.set_epoch`` before every epoch."""
-
-    def __init__(self, loader, sampler: DistributedSampler, first_epoch: int) -> None:
-        self.loader, self.sampler, self.epoch = loader, sampler, first_epoch
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Iterator:
-        self.sampler.set_epoch(self.epoch)
-        self.epoch += 1
-        return iter(self.loader)
 
 
 def _convert_sync_batchnorm(net: torch.nn.Module) -> None:
@@ -182,7 +143,7 @@ def _skip_replicated_ema_buffers(net: torch.nn.Module) -> None:
             dist.broadcast(buffers[name], src=0)
 
 
-class DistributedTrainer(DeferredLogging, SavesConfigInCheckpoints, Trainer):
+class DistributedTrainer(ResumableTraining, DeferredLogging, SavesConfigInCheckpoints, Trainer):
     """torchgan's ``Trainer`` over ``DistributedDataParallel``, one process per device.
 
     Takes the ``Trainer``'s arguments (``models``, ``losses_list``, ``metrics_list``,
@@ -223,16 +184,12 @@ class DistributedTrainer(DeferredLogging, SavesConfigInCheckpoints, Trainer):
             _skip_replicated_ema_buffers(net)
             # DDP's default: buffers are synced from rank 0 at construction and every forward.
             self.wrapped[name] = _AttributeForwardingDDP(net, device_ids=ids, find_unused_parameters=find_unused_parameters)
-        if self.rank != 0:
-            self._silence_logger()
+        self.logger.silent = self.rank != 0  # only rank 0 writes logs (see DeferredLogger.silent)
+        self.rank_and_world = (self.rank, self.world_size)
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-    def _silence_logger(self) -> None:
-        """Ranks other than 0 write no logs (see :attr:`DeferredLogger.silent`)."""
-        self.logger.silent = True
 
     @contextmanager
     def _ddp_nets(self):
@@ -260,13 +217,33 @@ class DistributedTrainer(DeferredLogging, SavesConfigInCheckpoints, Trainer):
                             grads.update_grads(name, getattr(self, name))
         return result
 
-    def save_model(self, epoch, save_items=None):
-        """Rank 0 writes the checkpoint; every rank moves to the next slot and waits."""
+    def _agree(self, flags: torch.Tensor) -> torch.Tensor:
+        """The ranks' flags combined at a log point (their maximum): one small
+        all-reduce, so that every rank decides alike."""
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        return flags
+
+    def _gather_rng(self) -> list:
+        states = [None] * self.world_size
+        dist.all_gather_object(states, rng_state(self.device))
+        return states
+
+    def _write_checkpoint(self, epoch, save_items) -> None:
+        """Rank 0 writes the checkpoint and tells the others how it went: a failed write
+        (a full disk) ends every rank with the same error instead of leaving them
+        waiting; the others move to the next slot."""
+        error = None
         if self.is_main:
-            super().save_model(epoch, save_items)
+            try:
+                super()._write_checkpoint(epoch, save_items)
+            except OSError as err:
+                error = err
         else:
             self.last_retained_checkpoint = self.last_retained_checkpoint % self.retain_checkpoints + 1
-        dist.barrier()
+        outcome = [None if error is None else (error.errno, error.strerror, error.filename)]
+        dist.broadcast_object_list(outcome, src=0)
+        if outcome[0] is not None:
+            raise error or OSError(*outcome[0])
 
     def eval_ops(self, **kwargs):
         """Metrics on rank 0 only (they would be the same on every rank)."""
@@ -282,20 +259,19 @@ class DistributedTrainer(DeferredLogging, SavesConfigInCheckpoints, Trainer):
         super().optim_ops()
 
     def train(self, data_loader, **kwargs):
-        batches = _device_batches(data_loader)
+        batches = device_batches(data_loader)
         if batches is not None:  # they shard by themselves
             if (batches.rank, batches.world) != (self.rank, self.world_size):
                 raise ValueError(f"DeviceBatches was built for rank {batches.rank} of {batches.world}, and "
                                  f"this process is rank {self.rank} of {self.world_size}: pass rank= and world=")
-            batches.set_epoch(self.start_epoch)
             return super().train(data_loader, **kwargs)
         if isinstance(data_loader, DataLoader):
             data_loader = shard_loader(data_loader, rank=self.rank, world_size=self.world_size)
-        sampler = _distributed_sampler(data_loader)
+        sampler = distributed_sampler(data_loader)
         if sampler is None:
             raise ValueError(
                 "DistributedTrainer needs the data sharded: pass a DataLoader (it is given a "
                 "DistributedSampler), DeviceBatches with rank= and world=, or an object whose .sampler "
                 "is a DistributedSampler"
             )
-        super().train(_EpochLoader(data_loader, sampler, self.start_epoch), **kwargs)
+        super().train(EpochLoader(data_loader, sampler, self.start_epoch), **kwargs)

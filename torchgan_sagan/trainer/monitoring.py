@@ -54,11 +54,23 @@ class RunProgress:
     def __len__(self) -> int:
         return len(self.loader)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Passed on to the loader (or its sampler), as the trainer's loop calls it."""
+        target = getattr(self.loader, "set_epoch", None) or getattr(self.sampler, "set_epoch", None)
+        if target is not None:
+            target(epoch)
+
+    def __getattr__(self, name: str):
+        if name == "set_position" and hasattr(self.__dict__.get("loader"), "set_position"):
+            return self.loader.set_position  # a resume in mid-epoch skips without decoding
+        raise AttributeError(name)
+
     def _open(self):
         from tqdm import tqdm
 
         remaining = max(0, self.trainer.epochs - self.trainer.start_epoch)
-        return tqdm(total=remaining * len(self.loader), unit="it", dynamic_ncols=True, disable=not self.show)
+        done = getattr(self.trainer, "start_batch", 0)
+        return tqdm(total=max(0, remaining * len(self.loader) - done), initial=0, unit="it", dynamic_ncols=True, disable=not self.show)
 
     def postfix(self) -> Optional[str]:
         """The epoch, the running mean losses and the latest metric values; ``None``

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional, Tuple, Union
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -24,8 +25,8 @@ from ..files import atomic_write
 from .checkpoints import find_checkpoints, latest_intact_checkpoint, load_checkpoint
 from ..recipe.configs import SAGANConfig
 
-__all__ = ["CONFIG_FILE", "SavesConfigInCheckpoints", "write_config", "read_config", "resolve_checkpoint",
-           "load_generator"]
+__all__ = ["CONFIG_FILE", "SavesConfigInCheckpoints", "write_config", "record_change", "read_config",
+           "resolve_checkpoint", "load_generator"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -46,12 +47,34 @@ class SavesConfigInCheckpoints:
         super().save_model(epoch, items or None)  # type: ignore[misc]
 
 
-def write_config(cfg: SAGANConfig, folder: PathLike) -> Path:
-    """Write ``cfg`` to ``folder/config.json`` (atomically); return the path."""
+def _history(path: Path) -> List[dict]:
+    try:
+        history = json.loads(path.read_text()).get("history", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return history if isinstance(history, list) else []
+
+
+def write_config(cfg: SAGANConfig, folder: PathLike, *, change: Optional[dict] = None) -> Path:
+    """Write ``cfg`` to ``folder/config.json`` (atomically), keeping the ``history`` of
+    changes that file records (``change``: one more); return the path."""
     path = Path(folder) / CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: f.write(json.dumps(cfg.to_dict(), indent=2).encode()))
+    data = cfg.to_dict()
+    history = _history(path) + ([change] if change else [])
+    if history:
+        data["history"] = history
+    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2).encode()))
     return path
+
+
+def record_change(folder: PathLike, cfg: SAGANConfig, changes: Dict[str, Tuple[Any, Any]], why: str,
+                  iteration: int) -> Path:
+    """``config.json`` says ``cfg`` trains from ``iteration`` on; its history records
+    ``changes`` (``{field: (old, new)}``) and ``why`` (a resume with other flags, a rollback)."""
+    entry = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "iteration": iteration,
+             "why": why, "changes": {name: [old, new] for name, (old, new) in changes.items()}}
+    return write_config(cfg, folder, change=entry)
 
 
 def _run_folder(checkpoint: Path) -> Path:

@@ -28,7 +28,9 @@ skipped where it is not needed:
    So that a resumed run does not overwrite what the first one wrote, loading also
    moves the image logger's epoch counter to the resumed epoch (sample files are
    named ``epoch<k>_generator.png`` by it) and, when the file is one of the trainer's
-   own ``<checkpoints><slot>.model``, the next save to the slot after it.
+   own ``<checkpoints><slot>.model``, the next save to the slot after it. A trainer
+   with a ``restore_extras(checkpoint, path)`` method (this package's, see
+   :mod:`torchgan_sagan.trainer.resumable`) is then given the whole checkpoint.
 
 3. **Atomic checkpoints.** ``BaseTrainer.save_model`` writes with ``torch.save``
    straight onto the checkpoint; an interrupted save leaves a truncated file. The
@@ -144,6 +146,9 @@ def _load_model(self, load_path="", load_items=None, *, trust_checkpoint=False):
     slot = re.fullmatch(re.escape(self.checkpoints) + r"(\d+)\.model", load_path)
     if slot is not None:
         self.last_retained_checkpoint = (int(slot.group(1)) + 1) % self.retain_checkpoints
+    restore = getattr(self, "restore_extras", None)
+    if restore is not None:
+        restore(checkpoint, load_path)
 
 
 def _is_torchgan_0_1_0() -> bool:

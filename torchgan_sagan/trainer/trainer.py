@@ -25,17 +25,20 @@ from torchgan.trainer import Trainer
 from ..files import remove_partial_files
 from ..recipe.configs import SAGANConfig
 from .deferred_logging import DeferredLogging
+from .resumable import ResumableTraining
 from .run_folder import SavesConfigInCheckpoints, write_config
 
 __all__ = ["SAGANTrainer", "make_trainer", "train_step", "cuda_settings"]
 
 
-class SAGANTrainer(DeferredLogging, SavesConfigInCheckpoints, Trainer):
+class SAGANTrainer(ResumableTraining, DeferredLogging, SavesConfigInCheckpoints, Trainer):
     """torchgan's ``Trainer``, whose checkpoints also record the config that built its
     nets (``sagan_config``, see :mod:`torchgan_sagan.trainer.run_folder`) when one is set, and whose
     per-iteration logging reads losses and gradient sums back to the host every
     ``log_every`` iterations (default 50) rather than every step
-    (:mod:`torchgan_sagan.trainer.deferred_logging`)."""
+    (:mod:`torchgan_sagan.trainer.deferred_logging`). Its loop catches divergence, writes
+    mid-epoch checkpoints on request and resumes exactly
+    (:mod:`torchgan_sagan.trainer.resumable`)."""
 
 
 def make_trainer(
@@ -136,4 +139,6 @@ def train_step(trainer: Trainer, images: torch.Tensor, labels: Optional[torch.Te
     info["generator_iters"] += gen_iters
     info["discriminator_iters"] += dis_iters
     trainer.logger.run_mid_epoch(trainer)
+    if hasattr(trainer, "iteration"):
+        trainer.iteration += 1
     return lgen, ldis

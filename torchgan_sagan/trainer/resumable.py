@@ -1,0 +1,318 @@
+"""torchgan's training loop for runs that last days: divergence caught, checkpoints by
+the clock, and a resume that continues exactly where the run stopped.
+
+:class:`ResumableTraining` is a ``Trainer`` mixin (part of
+:class:`~torchgan_sagan.trainer.trainer.SAGANTrainer` and
+:class:`~torchgan_sagan.trainer.distributed.DistributedTrainer`). Its ``train`` runs the
+same steps in the same order as torchgan's ``Trainer.train`` (per batch: ``train_iter``,
+the running loss totals, the logger; per epoch: ``save_model``, ``eval_ops``, the
+epoch's logs, ``optim_ops``), and adds:
+
+- **Divergence.** Where values are read back anyway (every ``log_every`` iterations,
+  before every checkpoint), the running losses and every weight of the nets are
+  checked for ``inf`` / ``nan``; no checkpoint with non-finite weights is written.
+  ``on_divergence="stop"`` raises :class:`~torchgan_sagan.trainer.divergence.DivergenceError`
+  and leaves a mark in the run's folder; ``"rollback"`` reloads the newest good
+  checkpoint, halves both learning rates and goes on, at most ``max_rollbacks`` times.
+- **Checkpoints by the clock.** ``checkpoint_every`` (``500`` iterations, or ``"20m"``,
+  ``"1h"``) writes mid-epoch checkpoints besides the epoch ones, into the same rotation
+  of ``retain_checkpoints`` files (a save replaces the oldest; each is written
+  atomically, so the newest good one is never lost).
+- **Exact resume.** Every checkpoint holds ``train_state``: the position in the epoch,
+  the iteration count, the random number generators' states (of every rank) and the
+  TensorBoard steps. ``load_model`` restores them: the loop skips the batches of the
+  epoch already trained (``set_epoch`` / ``set_position`` of the loader where it has
+  them, e.g. :class:`~torchgan_sagan.data.DeviceBatches`), the generators continue
+  where they were, and the curves continue at their step. The learning rates of the
+  trainer's config (``sagan_config``) are applied to the loaded optimizers, so a
+  resume with other rates trains at them.
+
+Under DDP every rank reaches the same decisions at the same log points: one small
+all-reduce per log point, none per step.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+import torch
+
+from ..checks import check_choice, parse_interval
+from ..recipe.configs import SAGANConfig
+from .divergence import DivergenceError, finite_weights, non_finite_losses, write_mark
+from .run_folder import record_change
+from .run_state import logger_steps, rng_state, set_logger_steps, set_rng_state
+
+__all__ = ["ResumableTraining", "ROLLBACK_FACTOR"]
+
+#: What a rollback multiplies both learning rates by.
+ROLLBACK_FACTOR = 0.5
+
+
+class _Diverged(Exception):
+    """Raised inside the loop; :meth:`ResumableTraining.train` decides what follows."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def _say(line: str) -> None:
+    """One line on stderr, above a progress bar if one is drawn."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+def _position(loader, epoch: int, skip: int):
+    """An iterator over ``loader``'s batches of ``epoch``, past its first ``skip``."""
+    set_epoch = getattr(loader, "set_epoch", None) or getattr(getattr(loader, "sampler", None), "set_epoch", None)
+    if set_epoch is not None:
+        set_epoch(epoch)
+    positioned = skip > 0 and hasattr(loader, "set_position")
+    if positioned:
+        loader.set_position(skip)
+    batches = iter(loader)
+    if skip and not positioned:  # decoded and dropped: correct, slower
+        for _ in range(skip):
+            next(batches, None)
+    return batches
+
+
+class ResumableTraining:
+    """``Trainer`` mixin; see the module's docstring.
+
+    Args:
+        on_divergence: ``"stop"`` or ``"rollback"``.
+        max_rollbacks: rollbacks before a diverging run stops.
+        checkpoint_every: mid-epoch checkpoints every N iterations or every so long
+            (``"20m"``); ``None``: at epoch ends only.
+    """
+
+    def __init__(self, *args, on_divergence: str = "stop", max_rollbacks: int = 3,
+                 checkpoint_every: Any = None, **kwargs) -> None:
+        self.on_divergence = check_choice("on_divergence", on_divergence, ("stop", "rollback"))
+        if not isinstance(max_rollbacks, int) or max_rollbacks < 0:
+            raise ValueError(f"max_rollbacks must be 0 or more, got {max_rollbacks!r}")
+        self.max_rollbacks = max_rollbacks
+        self.checkpoint_every = parse_interval("checkpoint_every", checkpoint_every)
+        super().__init__(*args, **kwargs)
+        self.iteration = 0  # iterations trained in all, across resumes
+        self.start_batch = 0  # batches of start_epoch already trained
+        self.rollbacks, self.epoch, self._trust, self._clock = 0, self.start_epoch, False, time.monotonic()
+        self.last_good_checkpoint: Optional[Path] = None
+        self._pending_rng: Optional[dict] = None
+
+    # -- hooks a distributed trainer overrides --------------------------------------
+
+    rank_and_world: Tuple[int, int] = (0, 1)
+
+    def _agree(self, flags: torch.Tensor) -> torch.Tensor:
+        """Every rank's flags combined (a maximum); one process: as they are."""
+        return flags
+
+    def _gather_rng(self) -> list:
+        return [rng_state(self.device)]
+
+    def _write_checkpoint(self, epoch: int, save_items) -> None:
+        super().save_model(epoch, save_items)  # type: ignore[misc]
+
+    # -- the loop -------------------------------------------------------------------
+
+    def train(self, data_loader, **kwargs):
+        for name in self.optimizer_names:
+            getattr(self, name).zero_grad()
+        if self._pending_rng is not None:
+            set_rng_state(self._pending_rng, self.device)
+            self._pending_rng = None
+        self._clock = time.monotonic()
+        while True:
+            try:
+                self._train_epochs(data_loader, **kwargs)
+                break
+            except _Diverged as found:
+                self._diverged(found.what)
+        print("Training of the Model is Complete")
+
+    def _train_epochs(self, loader, **kwargs) -> None:
+        for epoch in range(self.start_epoch, self.epochs):
+            self.epoch = epoch
+            start_time = time.time()
+            for model in self.model_names:
+                getattr(self, model).train()
+            done, self.start_batch = self.start_batch, 0
+            batches_in_epoch = len(loader) if hasattr(loader, "__len__") else None
+            for data in _position(loader, epoch, done):
+                self._take(data)
+                lgen, ldis, gen_iter, dis_iter = self.train_iter()
+                info = self.loss_information
+                info["generator_losses"] += lgen
+                info["discriminator_losses"] += ldis
+                info["generator_iters"] += gen_iter
+                info["discriminator_iters"] += dis_iter
+                self.logger.run_mid_epoch(self)
+                self.iteration += 1
+                done += 1
+                due = self._log_point_checks() if self.logger.iteration % self.logger.every == 0 else False
+                if self.checkpoint_every and self.checkpoint_every[0] == "iterations":
+                    due = due or self.iteration % int(self.checkpoint_every[1]) == 0
+                if due and done != batches_in_epoch:  # the epoch's own checkpoint follows anyway
+                    self._save(epoch, done, kwargs.get("save_items"))
+            for model in self.model_names:
+                getattr(self, model).eval()
+            self.eval_ops(**kwargs)
+            self.logger.run_end_epoch(self, epoch, time.time() - start_time)
+            # After the epoch's logs (torchgan saves before them): the checkpoint holds the
+            # epoch's metrics, and the steps its continuation logs at.
+            self._save(epoch + 1, 0, kwargs.get("save_items"))
+            self.optim_ops()
+
+    def _take(self, data) -> None:
+        """The batch, as torchgan's loop takes it, copied without blocking the host."""
+        if isinstance(data, (tuple, list)):
+            self.real_inputs = data[0].to(self.device, non_blocking=True)
+            self.labels = data[1].to(self.device, non_blocking=True) if len(data) > 1 else None
+        elif isinstance(data, torch.Tensor):
+            self.real_inputs = data.to(self.device, non_blocking=True)
+        else:
+            self.real_inputs = data
+
+    # -- checks at read-back points -------------------------------------------------
+
+    def _health(self, *, clock: bool) -> bool:
+        """Raise :class:`_Diverged` when a running loss or a weight is not finite (on
+        every rank alike); return whether a checkpoint is due by the clock."""
+        bad = non_finite_losses(self.loss_information)
+        due = clock and self.checkpoint_every is not None and self.checkpoint_every[0] == "seconds" \
+            and time.monotonic() - self._clock >= self.checkpoint_every[1]
+        weights_ok = finite_weights(getattr(self, name) for name in self.model_names).to(self.device)
+        flags = torch.stack([(~weights_ok).float(), torch.tensor(float(bool(bad)), device=self.device),
+                             torch.tensor(float(due), device=self.device)])
+        bad_weights, bad_loss, due = (bool(v) for v in self._agree(flags).tolist())
+        if bad_loss or bad_weights:
+            parts = [f"{key} {value}" for key, value in bad.items()]
+            if bad_weights:
+                parts.append("non-finite weights")
+            raise _Diverged(", ".join(parts) or "a non-finite loss on another process")
+        return due
+
+    def _log_point_checks(self) -> bool:
+        return self._health(clock=True)
+
+    # -- checkpoints ----------------------------------------------------------------
+
+    def save_model(self, epoch, save_items=None):
+        """torchgan's ``save_model`` after an epoch (checked, with ``train_state``)."""
+        self._save(epoch + 1, 0, save_items)
+
+    def _save(self, epochs_done: int, batch: int, save_items) -> None:
+        """A checkpoint after ``epochs_done`` epochs and ``batch`` batches of the next;
+        refused (divergence) when anything is non-finite."""
+        self.logger.read_back(self)
+        self._health(clock=False)
+        self.train_state = {"epoch": epochs_done, "batch": batch, "iteration": self.iteration,
+                            "rollbacks": self.rollbacks, "rng": self._gather_rng(),
+                            "logger_steps": logger_steps(self.logger)}
+        slot = 0 if self.last_retained_checkpoint == self.retain_checkpoints else self.last_retained_checkpoint
+        items = [] if save_items is None else [save_items] if isinstance(save_items, str) else list(save_items)
+        self._write_checkpoint(epochs_done - 1, [*items, "train_state"])
+        self.last_good_checkpoint = Path(f"{self.checkpoints}{slot}.model")
+        self._clock = time.monotonic()
+
+    def restore_extras(self, checkpoint: dict, path: str) -> None:
+        """After ``load_model``: the position, generators and steps of ``train_state``,
+        and the config's learning rates (see the module's docstring)."""
+        state = checkpoint.get("train_state") or {}
+        self.start_batch = state.get("batch", 0) if state.get("epoch", self.start_epoch) == self.start_epoch else 0
+        self.iteration = int(state.get("iteration", 0))
+        self.rollbacks = int(state.get("rollbacks", 0))
+        if hasattr(self.logger, "every"):
+            self.logger.iteration = self.iteration  # the log points of the run left alone
+        set_logger_steps(self.logger, state.get("logger_steps"), self.start_epoch)
+        rank, world = self.rank_and_world
+        states = state.get("rng") or []
+        self._pending_rng = states[rank] if len(states) == world else None
+        self.last_good_checkpoint = Path(path)
+        self.apply_learning_rates()
+
+    def load_model(self, load_path="", load_items=None, *, trust_checkpoint=False):
+        self._trust = trust_checkpoint  # a rollback reads the run's checkpoints alike
+        super().load_model(load_path, load_items, trust_checkpoint=trust_checkpoint)  # type: ignore[misc]
+
+    def apply_learning_rates(self) -> None:
+        """Set the optimizers' rates to those of ``sagan_config`` (when there is one)."""
+        config = getattr(self, "sagan_config", None)
+        if not config:
+            return
+        fields = config["fields"]
+        for net, key in (("generator", "g_lr"), ("discriminator", "d_lr")):
+            optimizer = getattr(self, f"optimizer_{net}", None)
+            if optimizer is not None and key in fields:
+                for group in optimizer.param_groups:
+                    group["lr"] = fields[key]
+
+    # -- divergence -----------------------------------------------------------------
+
+    def _diverged(self, what: str) -> None:
+        """Roll back, or stop with a :class:`DivergenceError` (and the folder's mark)."""
+        rank, _ = self.rank_and_world
+        where = f"iteration {self.iteration} (epoch {self.epoch + 1})"
+        good = self.last_good_checkpoint
+        if self.on_divergence == "rollback" and good is not None and self.rollbacks < self.max_rollbacks:
+            rollbacks = self.rollbacks + 1
+            self.load_model(str(good), trust_checkpoint=self._trust)
+            self._pending_rng = None  # other noise from here: the same would diverge the same way
+            self.rollbacks = rollbacks
+            changes = self._scale_learning_rates(ROLLBACK_FACTOR)
+            if rank == 0:
+                rates = ", ".join(f"{key} {new:g}" for key, (_, new) in changes.items())
+                _say(f"Training diverged at {where}: {what}. Rollback {rollbacks} of {self.max_rollbacks}: "
+                     f"back to {good} (epoch {self.start_epoch + 1}, batch {self.start_batch}), learning "
+                     f"rates now {rates}.")
+                self.on_learning_rates_changed(changes, f"rollback {rollbacks} after divergence at {where}")
+            return
+        reason = "" if self.on_divergence == "stop" else \
+            f" after {self.rollbacks} rollback(s) (max_rollbacks {self.max_rollbacks})" if good is not None else \
+            " with no checkpoint to roll back to"
+        newest = f"the newest good checkpoint is {good}" if good is not None else "no checkpoint was written yet"
+        rates = {{"optimizer_generator": "g_lr", "optimizer_discriminator": "d_lr"}.get(name, name):
+                 getattr(self, name).param_groups[0]["lr"] for name in self.optimizer_names}
+        error = DivergenceError(
+            f"training diverged at {where}{reason}: {what}; {newest}. Resume with lower learning rates "
+            f"(--g-lr, --d-lr) or --on-divergence rollback",
+            {"iteration": self.iteration, "epoch": self.epoch + 1, "what": what,
+             "checkpoint": None if good is None else str(good), **rates})
+        if rank == 0 and self.run_folder is not None:
+            write_mark(self.run_folder, error)
+        raise error
+
+    @property
+    def run_folder(self) -> Optional[Path]:
+        """The folder of ``<folder>/checkpoints/gan<k>.model``, when checkpoints go there."""
+        prefix = Path(self.checkpoints)
+        return prefix.parent.parent if prefix.parent.name == "checkpoints" else None
+
+    def _scale_learning_rates(self, factor: float) -> dict:
+        """Multiply every optimizer's rates by ``factor``; return ``{name: (old, new)}``
+        (``g_lr`` / ``d_lr`` for the nets of a config), also set in ``sagan_config``."""
+        changes = {}
+        for name in self.optimizer_names:
+            old = getattr(self, name).param_groups[0]["lr"]
+            for group in getattr(self, name).param_groups:
+                group["lr"] *= factor
+            net = name.replace("optimizer_", "")
+            changes[{"generator": "g_lr", "discriminator": "d_lr"}.get(net, net)] = (old, old * factor)
+        config = getattr(self, "sagan_config", None)
+        if config:
+            config["fields"].update({key: new for key, (_, new) in changes.items() if key in config["fields"]})
+        return changes
+
+    def on_learning_rates_changed(self, changes: dict, why: str) -> None:
+        """Called on rank 0 after a rollback changed the rates: ``config.json`` in the
+        run folder says what trains now, with the change in its history."""
+        config = getattr(self, "sagan_config", None)
+        if config and self.run_folder is not None:
+            record_change(self.run_folder, SAGANConfig.from_dict(config), changes, why, self.iteration)
