@@ -35,6 +35,30 @@ def _no_logs_in_the_working_tree():
 
 
 @pytest.fixture
+def poison_discriminator(monkeypatch):
+    """``poison(at_call)``: the discriminator's output becomes NaN at its ``at_call``-th
+    forward in training mode (D runs three times an iteration: real, fake, G's step)."""
+    from torchgan_sagan.models.discriminator import SAGANDiscriminator
+
+    forward = SAGANDiscriminator.forward
+
+    def poison(at_call):
+        calls = [0]
+
+        def poisoned(self, *args, **kwargs):
+            out = forward(self, *args, **kwargs)
+            if self.training:
+                calls[0] += 1
+                if calls[0] == at_call:
+                    out = out * float("nan")
+            return out
+
+        monkeypatch.setattr(SAGANDiscriminator, "forward", poisoned)
+
+    return poison
+
+
+@pytest.fixture
 def tiny_images():
     """Eight random 3x16x16 images in [-1, 1] with dummy labels, as a torchgan dataset."""
     images = torch.rand(8, 3, 16, 16) * 2 - 1

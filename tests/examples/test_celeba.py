@@ -3,6 +3,8 @@
 import dataclasses
 import errno
 import importlib.util
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,8 @@ from PIL import Image
 
 from torchgan_sagan import SAGANConfig
 from torchgan_sagan.recipe.cli import config_overrides
+from torchgan_sagan.trainer.checkpoints import latest_intact_checkpoint, load_checkpoint
+from torchgan_sagan.trainer.divergence import MARK_FILE, non_finite_entries
 
 #: End-to-end runs of an example script: the slow tier.
 pytestmark = pytest.mark.slow
@@ -50,13 +54,13 @@ def celeba_folder(tmp_path):
     return folder.parent
 
 
-def _assert_outputs(out: Path, epochs: int):
+def _assert_outputs(out: Path, epochs: int, checkpoints=None):
     for epoch in range(1, epochs + 1):
         assert (out / "samples" / f"epoch{epoch}_generator.png").stat().st_size > 0
     assert (out / "samples" / "final.png").is_file()
     assert (out / "real_vs_fake.png").is_file() and (out / "attention.png").is_file()
     assert (out / "nearest.png").is_file()
-    assert len(list((out / "checkpoints").glob("gan*.model"))) == epochs
+    assert len(list((out / "checkpoints").glob("gan*.model"))) == (checkpoints or epochs)
     assert list((out / "logs").glob("events.out.tfevents.*"))
 
 
@@ -72,33 +76,16 @@ def test_trains_on_a_celeba_folder(celeba_folder, tmp_path):
     assert checkpoint["epoch"] == 1 and checkpoint["loss_information"]["generator_iters"] == 2
 
 
-def test_a_folder_is_decoded_once_and_the_cache_reused(celeba_folder, tmp_path):
-    common = ("--data-root", celeba_folder, "--epochs", 1, "--batch-size", 4, "--step-channels", 8,
-              "--cache-dir", tmp_path / "cache")
-    first = _run(*common, "--out", tmp_path / "a", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    assert "Training on 10 images" in first.stdout and "decoded once in" in first.stdout
+def test_a_folder_is_decoded_once_and_the_cache_reused(celeba_folder, tmp_path, capsys):
+    common = [str(a) for a in ("--data-root", celeba_folder, "--epochs", 1, "--batch-size", 4, "--step-channels",
+                               8, "--cache-dir", tmp_path / "cache")]
+    assert celeba.main([*common, "--out", str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr().out
+    assert "Training on 10 images" in printed and "decoded once in" in printed
     cached = list((tmp_path / "cache").glob("images-*.npy"))
     assert len(cached) == 1
-    second = _run(*common, "--out", tmp_path / "b", cwd=tmp_path)
-    assert second.returncode == 0, second.stderr
-    assert "decoded before" in second.stdout and list((tmp_path / "cache").glob("images-*.npy")) == cached
-
-
-def test_trains_on_the_embedded_faces_and_resumes(tmp_path):
-    out = tmp_path / "faces"
-    first = _run("--epochs", 1, "--max-images", 10, "--out", out, cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    assert first.stdout.startswith("No --data-root given: training on the embedded faces")
-    assert "Memorization check (20 training images)" in first.stdout and "ratio" in first.stdout
-    _assert_outputs(out, epochs=1)
-
-    resumed = _run("--epochs", 2, "--max-images", 10, "--out", out, "--resume", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "Resuming at epoch 2 of 2" in resumed.stdout
-    _assert_outputs(out, epochs=2)
-    checkpoint = torch.load(out / "checkpoints" / "gan1.model", weights_only=False)
-    assert checkpoint["epoch"] == 2
+    assert celeba.main([*common, "--out", str(tmp_path / "b")]) == 0
+    assert "decoded before" in capsys.readouterr().out and list((tmp_path / "cache").glob("images-*.npy")) == cached
 
 
 def test_bad_input_exits_with_one_line_and_no_traceback(tmp_path):
@@ -319,3 +306,75 @@ def test_a_full_disk_keeps_the_checkpoints_and_says_so_in_one_line(tmp_path, mon
     assert len(err) == 1 and "the disk is full" in err[0] and "--resume" in err[0]
     assert (out / "checkpoints" / "gan0.model").read_bytes() == before
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["gan0.model"]  # no partial file
+
+
+def _newest(out):
+    return latest_intact_checkpoint(out / "checkpoints")[1]
+
+
+def test_a_diverging_run_exits_3_and_a_restart_does_not_replay_it(tmp_path, capsys, poison_discriminator):
+    out = tmp_path / "run"
+    poison_discriminator(at_call=3 * 3)  # iteration 3: the first batch of epoch 2
+    args = [*TINY, "--epochs", "3", "--out", str(out), "--resume", "auto"]
+    assert celeba.main(args) == 3
+    err = [line.split("\r")[-1].strip() for line in capsys.readouterr().err.split("\n")]
+    err = [line for line in err if line]
+    assert len(err) == 1 and "training diverged at iteration 4 (epoch 2)" in err[0]
+    assert f"the newest good checkpoint is {out / 'checkpoints' / 'gan0.model'}" in err[0]
+    assert [p.name for p in (out / "checkpoints").glob("*.model")] == ["gan0.model"]
+    assert not non_finite_entries(load_checkpoint(out / "checkpoints" / "gan0.model"))
+    written = (out / "checkpoints" / "gan0.model").stat().st_mtime_ns
+
+    # What torchrun --max-restarts does: the same command again. It stops at once.
+    assert celeba.main(args) == 3
+    assert capsys.readouterr().err.strip() == err[0]
+    assert (out / "checkpoints" / "gan0.model").stat().st_mtime_ns == written
+
+    # With lower learning rates it continues, and config.json says so.
+    assert celeba.main([*args, "--g-lr", "5e-5", "--d-lr", "2e-4"]) == 0
+    assert not (out / MARK_FILE).exists()
+    newest = _newest(out)
+    assert newest["epoch"] == 3 and newest["optimizer_generator"]["param_groups"][0]["lr"] == 5e-5
+    config = json.loads((out / "config.json").read_text())
+    assert config["fields"]["g_lr"] == 5e-5
+    assert config["history"][-1]["why"] == "resumed with --d-lr --g-lr"
+    assert config["history"][-1]["changes"]["d_lr"] == [4e-4, 2e-4]
+
+
+def test_resume_refuses_flags_that_change_what_trains(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert celeba.main([*TINY, "--out", str(out)]) == 0
+    recorded = (out / "config.json").read_text()
+    capsys.readouterr()
+    message = _main_error(capsys, *TINY, "--epochs", 2, "--out", out, "--resume", "--loss", "hinge",
+                          "--step-channels", 16)
+    assert "loss 'least_squares' -> 'hinge'" in message and "step_channels 8 -> 16" in message
+    assert "epochs" not in message  # the length of a run may change
+    assert (out / "config.json").read_text() == recorded
+    assert [p.name for p in (out / "checkpoints").glob("*.model")] == ["gan0.model"]
+
+
+def test_a_run_killed_by_sigkill_resumes_to_the_weights_of_the_run_left_alone(tmp_path, capsys):
+    # 12 faces and their mirrors, batches of 4: 6 iterations an epoch, a checkpoint every 2.
+    flags = ["--epochs", "2", "--max-images", "12", "--batch-size", "4", "--step-channels", "8",
+             "--checkpoint-every", "2"]
+    assert celeba.main([*flags, "--out", str(tmp_path / "alone")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("No --data-root given: training on the embedded faces")
+    assert "Memorization check (24 training images)" in printed and "ratio" in printed
+    killed = subprocess.run([sys.executable, str(ROOT / "tests" / "trainer" / "killed_worker.py"), *flags,
+                             "--out", str(tmp_path / "cut")], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "KILL_RANK": "0", "KILL_AFTER_SAVES": "1"})
+    assert killed.returncode == -9
+    state = _newest(tmp_path / "cut")["train_state"]
+    assert (state["epoch"], state["batch"], state["iteration"]) == (0, 2, 2)  # in the middle of epoch 1
+    resumed = _run(*flags, "--out", tmp_path / "cut", "--resume", "auto", cwd=tmp_path)
+    assert resumed.returncode == 0 and "Resuming at epoch 1 of 2, batch 3." in resumed.stdout
+    _assert_outputs(tmp_path / "cut", epochs=2, checkpoints=5)
+    alone, cut = _newest(tmp_path / "alone"), _newest(tmp_path / "cut")
+    assert cut["train_state"]["iteration"] == alone["train_state"]["iteration"] == 12
+    for part in ("generator", "discriminator"):
+        assert all(torch.equal(alone[part][key], cut[part][key]) for key in alone[part]), part
+    moments = [(alone[o]["state"][k]["exp_avg_sq"], cut[o]["state"][k]["exp_avg_sq"])
+               for o in ("optimizer_generator", "optimizer_discriminator") for k in alone[o]["state"]]
+    assert all(torch.equal(a, b) for a, b in moments)

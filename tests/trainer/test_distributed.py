@@ -1,5 +1,6 @@
 """DistributedTrainer and examples/celeba.py under torchrun: 2 CPU processes, gloo."""
 
+import errno
 import os
 import subprocess
 import sys
@@ -45,6 +46,11 @@ def test_ranks_hold_identical_weights_after_a_step(tmp_path):
     key = "model.0.parametrizations.weight.original"
     assert not torch.equal(ranks[0]["generator"][key], ranks[0]["initial_generator"][key])
     assert torch.equal(ranks[0]["initial_generator"][key], ranks[1]["initial_generator"][key])
+    # A full disk while rank 0 writes a checkpoint ends both ranks with that error, and
+    # leaves no partial file.
+    for rank in (0, 1):
+        assert (tmp_path / f"rank{rank}_full_disk.txt").read_text() == f"OSError {errno.ENOSPC}"
+    assert not [p.name for p in (tmp_path / "checkpoints").iterdir()]
 
 
 @pytest.mark.slow
@@ -205,8 +211,9 @@ def test_every_epoch_ends_with_the_ranks_in_step_after_rank_0_evaluated(world_of
     monkeypatch.setattr(Trainer, "eval_ops", lambda self, **k: events.append("eval"))
     data = torch.utils.data.TensorDataset(torch.rand(8, 1, 32, 32) * 2 - 1, torch.zeros(8, dtype=torch.long))
     trainer(torch.utils.data.DataLoader(data, batch_size=4, drop_last=True))
-    # rank 0 evaluates the metrics, tells the others how its checkpoint went, then the end-of-epoch barrier
-    assert events == ["eval", "saved", "barrier"]
+    # rank 0 evaluates the metrics, tells the others how its checkpoint went (and waits until
+    # they know), then the end-of-epoch barrier
+    assert events == ["eval", "saved", "barrier", "barrier"]
 
 
 def averaged_statistics(names):

@@ -2,6 +2,7 @@
 checkpoints, an exact resume, curves that continue, learning rates that are applied."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -27,65 +28,58 @@ def _batches():
     return DeviceBatches(IMAGES, 8, seed=3)
 
 
-def _poison_discriminator(monkeypatch, at_call):
-    """D's output becomes NaN at its ``at_call``-th training forward."""
-    calls = [0]
-    forward = SAGANDiscriminator.forward
-
-    def poisoned(self, *args, **kwargs):
-        out = forward(self, *args, **kwargs)
-        if self.training:
-            calls[0] += 1
-            if calls[0] == at_call:
-                out = out * float("nan")
-        return out
-
-    monkeypatch.setattr(SAGANDiscriminator, "forward", poisoned)
-
-
 def _weights(trainer):
     return {f"{net}.{k}": v.clone() for net in ("generator", "discriminator")
             for k, v in getattr(trainer, net).state_dict().items()}
 
 
-def test_a_run_killed_after_a_mid_epoch_checkpoint_resumes_exactly(tmp_path):
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two epochs left alone, and one epoch of the same run whose epoch-end checkpoint is
+    then removed, as if the process had been killed after the mid-epoch one."""
+    tmp = tmp_path_factory.mktemp("runs")
     torch.manual_seed(0)
-    alone = _trainer(tmp_path / "alone", checkpoint_every="4")
+    alone = _trainer(tmp / "alone", checkpoint_every="4")
     alone(_batches())
     torch.manual_seed(0)
-    first = _trainer(tmp_path / "cut", checkpoint_every="4", epochs=1)
-    first(_batches())  # iterations 1-6: checkpoints after 4 (mid-epoch) and 6 (epoch end)
-    mid = tmp_path / "cut" / "checkpoints" / "gan0.model"
-    assert (load_checkpoint(mid)["train_state"]["epoch"], load_checkpoint(mid)["train_state"]["batch"]) == (0, 4)
-    (tmp_path / "cut" / "checkpoints" / "gan1.model").unlink()  # as if killed before the epoch's end
+    _trainer(tmp / "cut", checkpoint_every="4", epochs=1)(_batches())  # saves after iterations 4 and 6
+    (tmp / "cut" / "checkpoints" / "gan1.model").unlink()
+    return _weights(alone), tmp / "cut"
+
+
+def _resume(cut, tmp_path):
+    folder = tmp_path / "cut"
+    shutil.copytree(cut, folder)
     torch.manual_seed(123)  # whatever the process seeds, the checkpoint's generators win
-    resumed = _trainer(tmp_path / "cut", checkpoint_every="4")
-    resumed.load_model(str(mid))
+    resumed = _trainer(folder, checkpoint_every="4")
+    resumed.load_model(str(folder / "checkpoints" / "gan0.model"))
+    return resumed
+
+
+def test_a_run_killed_after_a_mid_epoch_checkpoint_resumes_exactly(runs, tmp_path):
+    alone, cut = runs
+    state = load_checkpoint(cut / "checkpoints" / "gan0.model")["train_state"]
+    assert (state["epoch"], state["batch"]) == (0, 4)
+    resumed = _resume(cut, tmp_path)
     assert (resumed.start_epoch, resumed.start_batch, resumed.iteration) == (0, 4, 4)
     resumed(_batches())
-    assert resumed.iteration == alone.iteration == 12
-    a, b = _weights(alone), _weights(resumed)
-    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert resumed.iteration == 12
+    weights = _weights(resumed)
+    assert all(torch.equal(alone[k], weights[k]) for k in alone), [k for k in alone if not torch.equal(alone[k], weights[k])]
 
 
-def test_without_the_generator_states_the_same_resume_differs(tmp_path):
+def test_without_the_generator_states_the_same_resume_differs(runs, tmp_path):
     """The check above can fail: the noise of the continuation comes from the checkpoint."""
-    torch.manual_seed(0)
-    alone = _trainer(tmp_path / "alone", checkpoint_every="4")
-    alone(_batches())
-    torch.manual_seed(0)
-    _trainer(tmp_path / "cut", checkpoint_every="4", epochs=1)(_batches())
-    resumed = _trainer(tmp_path / "cut", checkpoint_every="4")
-    resumed.load_model(str(tmp_path / "cut" / "checkpoints" / "gan0.model"))
+    alone, cut = runs
+    resumed = _resume(cut, tmp_path)
     resumed._pending_rng = None
-    torch.manual_seed(123)
     resumed(_batches())
-    a, b = _weights(alone), _weights(resumed)
-    assert not all(torch.equal(a[k], b[k]) for k in a)
+    weights = _weights(resumed)
+    assert not all(torch.equal(alone[k], weights[k]) for k in alone)
 
 
-def test_a_nan_stops_the_run_and_no_checkpoint_holds_it(tmp_path, monkeypatch):
-    _poison_discriminator(monkeypatch, at_call=3 * 8)  # D runs 3 times an iteration: iteration 8
+def test_a_nan_stops_the_run_and_no_checkpoint_holds_it(tmp_path, poison_discriminator):
+    poison_discriminator(at_call=3 * 8)  # iteration 8
     trainer = _trainer(tmp_path / "run", epochs=3)
     with pytest.raises(DivergenceError) as caught:
         trainer(_batches())
@@ -99,8 +93,8 @@ def test_a_nan_stops_the_run_and_no_checkpoint_holds_it(tmp_path, monkeypatch):
     assert mark["iteration"] == 8 and mark["checkpoint"].endswith("gan0.model") and mark["g_lr"] == 4e-4
 
 
-def test_a_nan_with_rollback_goes_back_halves_the_rates_and_finishes(tmp_path, monkeypatch, capsys):
-    _poison_discriminator(monkeypatch, at_call=3 * 8)
+def test_a_nan_with_rollback_goes_back_halves_the_rates_and_finishes(tmp_path, poison_discriminator, capsys):
+    poison_discriminator(at_call=3 * 8)
     trainer = _trainer(tmp_path / "run", epochs=3, on_divergence="rollback", g_lr=1e-4, d_lr=4e-4)
     trainer(_batches())
     assert "Rollback 1 of 3" in capsys.readouterr().err
@@ -120,9 +114,9 @@ def test_rollbacks_are_limited(tmp_path, monkeypatch):
     forward = SAGANDiscriminator.forward
     monkeypatch.setattr(SAGANDiscriminator, "forward", lambda self, *a, **k: forward(self, *a, **k) * (
         float("nan") if self.training and getattr(self, "poisoned", False) else 1.0))
-    trainer = _trainer(tmp_path / "run", epochs=3, on_divergence="rollback", max_rollbacks=2)
+    trainer = _trainer(tmp_path / "run", epochs=1, on_divergence="rollback", max_rollbacks=2)
     trainer(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(IMAGES.float() / 127.5 - 1), batch_size=8))
-    trainer.epochs = 5
+    trainer.epochs = 2
     trainer.discriminator.poisoned = True
     with pytest.raises(DivergenceError, match=r"after 2 rollback\(s\) \(max_rollbacks 2\)"):
         trainer(_batches())

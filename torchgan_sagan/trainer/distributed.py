@@ -242,6 +242,7 @@ class DistributedTrainer(ResumableTraining, DeferredLogging, SavesConfigInCheckp
             self.last_retained_checkpoint = self.last_retained_checkpoint % self.retain_checkpoints + 1
         outcome = [None if error is None else (error.errno, error.strerror, error.filename)]
         dist.broadcast_object_list(outcome, src=0)
+        dist.barrier()  # every rank has the outcome before rank 0 may exit with it
         if outcome[0] is not None:
             raise error or OSError(*outcome[0])
 
