@@ -23,6 +23,8 @@ torch.save(images, sys.argv[3])
 def _exported_equals_generator(run, tmp_path, labels=None):
     out = tmp_path / "G.pt2"
     assert command.main([str(run), "--out", str(out)]) == 0
+    program = torch.export.load(str(out))
+    assert not any("parametrizations" in key for key in program.state_dict)  # spectral norm folded in
     generator = load_generator(run)
     z = torch.randn(5, generator.encoding_dims)
     torch.save({"z": z, "labels": labels}, tmp_path / "inputs.pt")
@@ -42,6 +44,22 @@ def test_exported_generator_runs_without_this_package(tiny_run, tmp_path):
 @pytest.mark.slow
 def test_exported_conditional_average_generator(tiny_conditional_run, tmp_path):
     _exported_equals_generator(tiny_conditional_run, tmp_path, labels=torch.tensor([0, 3, 9, 9, 1]))
+
+
+def test_spectral_norm_is_folded_into_the_weights():
+    from torchgan_sagan import SAGANGenerator
+    from torchgan_sagan.export import fold_spectral_norm
+    from torchgan_sagan.layers import spectral_norm_of
+
+    generator = SAGANGenerator(16, 16, 1, 16, ema_decay=0.9).train()
+    z = torch.randn(3, 16)
+    folded = fold_spectral_norm(generator)
+    assert not any(spectral_norm_of(m) for m in folded.modules()) and not folded.training
+    assert not any("original" in key for key in folded.state_dict())
+    assert sum(spectral_norm_of(m) is not None for m in generator.modules()) > 4  # left as it was
+    assert generator.training
+    with torch.no_grad():
+        assert torch.allclose(folded(z), generator.eval()(z), atol=1e-6)
 
 
 def test_bad_output_name(tiny_run, tmp_path, capsys):

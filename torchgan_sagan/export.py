@@ -21,17 +21,19 @@ the same noise.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import torch
 import torch.nn as nn
+from torch.nn.utils import parametrize
 
 from .recipe.cli import CommandError, command_parser, parse_device, run_command
 from .trainer.run_folder import load_generator
 
-__all__ = ["export_generator", "build_parser", "main"]
+__all__ = ["export_generator", "fold_spectral_norm", "build_parser", "main"]
 
 
 class _Frozen(nn.Module):
@@ -43,6 +45,24 @@ class _Frozen(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.generator(z) if labels is None else self.generator(z, labels)
+
+
+def fold_spectral_norm(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` in eval mode whose parametrized weights (spectral norm) are plain
+    weights holding what the parametrizations compute in eval mode: the same outputs,
+    without the normalization recomputed at every call. ``net`` is left as it was."""
+    folded = copy.deepcopy(net).eval()
+    modules = [m for m in folded.modules() if parametrize.is_parametrized(m)]
+    with torch.no_grad():
+        values = [{name: getattr(m, name).detach().clone() for name in m.parametrizations} for m in modules]
+    for module, weights in zip(modules, values):
+        # Not parametrize.remove_parametrizations: a copy shares its parametrized class
+        # (and the class's weight property) with the original, which would lose it too.
+        module.__class__ = type(module).__bases__[0]
+        del module._modules["parametrizations"]
+        for name, value in weights.items():
+            module.register_parameter(name, nn.Parameter(value, requires_grad=False))
+    return folded
 
 
 def _example_inputs(generator: nn.Module, batch: int, device) -> tuple:
@@ -57,7 +77,7 @@ def export_generator(generator: nn.Module, path: Path, *, check: bool = True) ->
     is dynamic. With ``check``, load the file back and return the largest absolute
     difference from the generator's images on the same noise (else ``nan``)."""
     device = next(generator.parameters()).device
-    frozen = _Frozen(generator)
+    frozen = _Frozen(fold_spectral_norm(generator))
     example = _example_inputs(generator, 4, device)
     batch = torch.export.Dim("batch", min=1, max=4096)
     shapes = ({0: batch},) if len(example) == 1 else ({0: batch}, {0: batch})
@@ -69,7 +89,7 @@ def export_generator(generator: nn.Module, path: Path, *, check: bool = True) ->
         return float("nan")
     inputs = _example_inputs(generator, 7, device)
     with torch.no_grad():
-        expected = frozen(*inputs)
+        expected = _Frozen(generator)(*inputs)
         got = torch.export.load(str(path)).module()(*inputs)
     return float((expected - got).abs().max())
 

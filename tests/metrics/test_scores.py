@@ -90,6 +90,36 @@ def test_metrics_run_inside_the_trainer(digits, digit_classifier, tmp_path):
     assert 1 <= metrics[2].history[0]["classes_hit"] <= 10
 
 
+def test_checkpoints_hold_no_reference_images_and_a_resume_keeps_the_history(digits, digit_classifier, tmp_path,
+                                                                               monkeypatch):
+    from torchgan_sagan.trainer.checkpoints import load_checkpoint
+
+    images, labels = digits
+    cfg = get_config("sagan_32", image_channels=1, step_channels=8, epochs=1, sample_size=4)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images[:16], labels[:16]), batch_size=16)
+    seen = []  # images whose features were computed
+    features = DigitClassifier.features
+    monkeypatch.setattr(DigitClassifier, "features", lambda self, x: (seen.append(len(x)), features(self, x))[1])
+    trainer = make_trainer(cfg, out=tmp_path, device="cpu", metrics=[FID(images[:300], digit_classifier,
+                                                                         num_samples=50)])
+    trainer(loader)
+    assert sum(seen) == 300 + 50
+    saved = load_checkpoint(tmp_path / "checkpoints" / "gan0.model")["metric_objects"]["FID"]
+    assert saved.reference is None and saved.classifier is None and saved.history == trainer.metrics["FID"].history
+    assert not any(isinstance(v, (torch.Tensor, torch.nn.Module)) for v in vars(saved).values())
+    with pytest.raises(ValueError, match="holds no reference images"):
+        saved.score(torch.zeros(2, 1, 32, 32))
+
+    resumed = make_trainer(cfg.replace(epochs=3), out=tmp_path, device="cpu",
+                           metrics=[FID(images[:300], digit_classifier, num_samples=50)])
+    resumed.load_model(str(tmp_path / "checkpoints" / "gan0.model"))
+    seen.clear()
+    resumed(loader)
+    history = resumed.metrics["FID"].history
+    assert len(history) == 3 and history[0] == saved.history[0]
+    assert sum(seen) == 300 + 2 * 50  # the real images' features once in the run, then only the samples'
+
+
 def test_generate_is_seeded_and_restores_the_mode():
     g = SAGANGenerator(8, 16, 1, 8).train()
     a = generate(g, 10, seed=3, batch_size=4)

@@ -16,7 +16,7 @@ import torch
 
 from .sampling import chunks
 
-__all__ = ["inception_features", "inception_fid", "inception_kid"]
+__all__ = ["inception_features", "as_rgb_bytes", "inception_fid", "inception_kid"]
 
 
 def inception_features(weights_path: os.PathLike, feature: int = 2048) -> torch.nn.Module:
@@ -36,7 +36,7 @@ def inception_features(weights_path: os.PathLike, feature: int = 2048) -> torch.
                               feature_extractor_weights_path=str(path))
 
 
-def _as_rgb_bytes(x: torch.Tensor) -> torch.Tensor:
+def as_rgb_bytes(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] -> uint8 RGB, what the Inception extractor takes."""
     x = (((x.float() + 1) / 2).clamp(0, 1) * 255).round().to(torch.uint8)
     return x.expand(-1, 3, -1, -1) if x.size(1) == 1 else x
@@ -44,9 +44,9 @@ def _as_rgb_bytes(x: torch.Tensor) -> torch.Tensor:
 
 def _fill(metric, real: torch.Tensor, fake: torch.Tensor):
     for batch in chunks(real, 100):
-        metric.update(_as_rgb_bytes(batch), real=True)
+        metric.update(as_rgb_bytes(batch), real=True)
     for batch in chunks(fake, 100):
-        metric.update(_as_rgb_bytes(batch), real=False)
+        metric.update(as_rgb_bytes(batch), real=False)
     return metric.compute()
 
 

@@ -28,23 +28,11 @@ from torchgan.metrics import EvaluationMetric
 
 from ..files import register_checkpoint_class
 from .classifier import DigitClassifier, digit_classifier
-from .inception import inception_fid
+from .inception import as_rgb_bytes, inception_features
 from .sampling import chunks, generate, sample_labels
 
-__all__ = [
-    "fid",
-    "kid",
-    "class_coverage",
-    "class_accuracy",
-    "digit_scores",
-    "evaluate",
-    "diversity",
-    "mean_std",
-    "FID",
-    "KID",
-    "ClassCoverage",
-    "InceptionFID",
-]
+__all__ = ["fid", "kid", "class_coverage", "class_accuracy", "digit_scores", "evaluate", "diversity",
+           "mean_std", "FID", "KID", "ClassCoverage", "InceptionFID"]
 
 
 class _Features(nn.Module):
@@ -116,6 +104,7 @@ def class_coverage(images: torch.Tensor, classifier: DigitClassifier,
     else:
         real_share = torch.bincount(real_labels, minlength=10).double()
         real_share = real_share / real_share.sum()
+    real_share = real_share.to(gen_share.device)
     support = gen_share > 0
     kl = float((gen_share[support] * (gen_share[support] / real_share[support].clamp_min(1e-12)).log()).sum())
     return {
@@ -184,24 +173,57 @@ class _GeneratorMetric(EvaluationMetric):
     against a ``reference`` from the real data; ``history`` keeps every result.
 
     The same noise (``seed``) is used at every evaluation. The Trainer logs the returned
-    number (``logged_key`` picks it from a dict of results).
+    number (``logged_key`` picks it from a dict of results). Features are computed on
+    the device the Trainer trains on; those of the real images once per run (the
+    torchmetrics scorer keeps them between evaluations). A checkpoint keeps the settings
+    and ``history`` only, neither the reference images nor the feature network: a resumed
+    run scores with the metric objects it was given, and takes their history from the
+    checkpoint.
     """
 
     logged_key: Optional[str] = None
+    #: Attributes a checkpoint does not hold: the data and what is rebuilt from it.
+    _not_saved = ("reference", "classifier", "_scorer")
 
     def __init__(self, reference: torch.Tensor, *, num_samples: int = 1000, seed: int = 0) -> None:
         super().__init__()
-        self.reference = reference.detach().cpu()  # where generate() puts the samples
+        self.reference = reference.detach().cpu()
         self.num_samples = num_samples
         self.seed = seed
         self.history: list = []
 
-    def score(self, fake: torch.Tensor):
+    def __getstate__(self) -> dict:
+        return {k: (None if k in self._not_saved else v) for k, v in self.__dict__.items()}
+
+    def score(self, fake: torch.Tensor):  # the result for ``fake``
         raise NotImplementedError
+
+    def make_scorer(self):  # a torchmetrics metric that keeps its real features (reset_real_features=False)
+        raise NotImplementedError
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:  # [-1, 1] as the feature network takes them
+        return images
+
+    def scored(self, fake: torch.Tensor):
+        """The scorer's result for ``fake``, the real features computed at the first call."""
+        if self.reference is None:
+            raise ValueError(f"this {type(self).__name__} was read from a checkpoint, which holds no reference "
+                             f"images: build the metric again from the real data")
+        scorer = self.__dict__.get("_scorer")
+        if scorer is None:
+            scorer = self._scorer = self.make_scorer().to(fake.device)
+            for batch in chunks(self.reference, 100):
+                scorer.update(self.prepare(batch.to(fake.device)), real=True)
+        else:
+            scorer.reset()  # the fake features only
+        for batch in chunks(fake, 100):
+            scorer.update(self.prepare(batch), real=False)
+        return scorer.compute()
 
     def metric_ops(self, generator, device):
         """Called by the Trainer at the end of each epoch (arguments mapped by name)."""
-        result = self.score(generate(generator, self.num_samples, seed=self.seed, device=device))
+        fake = generate(generator, self.num_samples, seed=self.seed, device=device).to(device)
+        result = self.score(fake)
         self.history.append(result)
         return result if self.logged_key is None else result[self.logged_key]
 
@@ -218,8 +240,13 @@ class _ClassifierMetric(_GeneratorMetric):
 class FID(_ClassifierMetric):
     """Classifier-feature FID of the generator against real images (``reference``)."""
 
+    def make_scorer(self):
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        return FrechetInceptionDistance(feature=_Features(self.classifier.eval()), reset_real_features=False)
+
     def score(self, fake: torch.Tensor) -> float:
-        return fid(self.reference, fake, self.classifier)
+        return float(self.scored(fake))
 
 
 class KID(_ClassifierMetric):
@@ -228,8 +255,19 @@ class KID(_ClassifierMetric):
 
     logged_key = "mean"
 
+    def make_scorer(self):
+        import warnings
+        from torchmetrics.image.kid import KernelInceptionDistance
+
+        size = min(500, len(self.reference), self.num_samples)
+        with warnings.catch_warnings():  # it warns that it keeps all features: a few MB here
+            warnings.simplefilter("ignore", UserWarning)
+            return KernelInceptionDistance(feature=_Features(self.classifier.eval()), subsets=50,
+                                           subset_size=size, reset_real_features=False)
+
     def score(self, fake: torch.Tensor) -> Dict[str, float]:
-        return kid(self.reference, fake, self.classifier)
+        mean, std = self.scored(fake)
+        return {"mean": float(mean), "std": float(std)}
 
 
 class ClassCoverage(_ClassifierMetric):
@@ -239,12 +277,13 @@ class ClassCoverage(_ClassifierMetric):
     logged_key = "kl"
 
     def score(self, fake: torch.Tensor) -> Dict:
-        return class_coverage(fake, self.classifier, self.reference)
+        return class_coverage(fake, self.classifier.to(fake.device), self.reference.to(fake.device))
 
 
 class InceptionFID(_GeneratorMetric):
     """Standard Inception FID of the generator against real images (``reference``), with
-    the Inception weights read from ``weights_path`` (see :func:`inception_fid`)."""
+    the Inception weights read from ``weights_path`` (see :func:`inception_fid`); the
+    network is built once, on the training device."""
 
     def __init__(self, reference: torch.Tensor, weights_path: os.PathLike, *, feature: int = 2048,
                  num_samples: int = 1000, seed: int = 0) -> None:
@@ -254,8 +293,17 @@ class InceptionFID(_GeneratorMetric):
         self.weights_path = weights_path
         self.feature = feature
 
+    def make_scorer(self):
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        return FrechetInceptionDistance(feature=inception_features(self.weights_path, self.feature),
+                                        reset_real_features=False)
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        return as_rgb_bytes(images)
+
     def score(self, fake: torch.Tensor) -> float:
-        return inception_fid(self.reference, fake, self.weights_path, feature=self.feature)
+        return float(self.scored(fake))
 
 
 # Trainer checkpoints pickle the metric objects; before the subpackages these classes

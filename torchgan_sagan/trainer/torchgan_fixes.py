@@ -15,8 +15,9 @@ skipped where it is not needed:
 2. **Loading checkpoints.** ``BaseTrainer.load_model`` calls ``torch.load``, which now
    defaults to ``weights_only=True``; torchgan checkpoints hold pickled loss objects,
    so every load fails, and a bare ``except`` hides why behind "Model could not be
-   loaded". The replacement restores exactly what torchgan restores (epoch, losses,
-   metrics, loss information and logs, model and optimizer states), reading the file
+   loaded". The replacement restores what torchgan restores (epoch, losses, loss
+   information and logs, model and optimizer states; of the metrics, their ``history``:
+   the trainer keeps the metric objects it was built with), reading the file
    with :func:`torchgan_sagan.trainer.checkpoints.load_checkpoint`: ``weights_only=True`` with
    an allowlist of the classes such a checkpoint holds, so a file with anything else
    is refused (``load_model(path, trust_checkpoint=True)`` loads it anyway). A
@@ -122,8 +123,7 @@ def _load_model(self, load_path="", load_items=None, *, trust_checkpoint=False):
             f"Trainer.save_model wrote (they are named <checkpoints><slot>.model)"
         )
     print("Loading Model From '{}' to {}".format(load_path, self.device))
-    # On the CPU: load_state_dict copies the nets' tensors to their device, and the
-    # metrics keep their reference images where generate() puts its samples.
+    # On the CPU: load_state_dict copies the nets' tensors to their device.
     checkpoint = load_checkpoint(load_path, trust=trust_checkpoint, map_location="cpu")
     missing = [key for key in _CHECKPOINT_KEYS if key not in checkpoint]
     if missing:
@@ -132,7 +132,7 @@ def _load_model(self, load_path="", load_items=None, *, trust_checkpoint=False):
         )
     self.start_epoch = checkpoint["epoch"]
     self.losses = checkpoint["loss_objects"]
-    self.metrics = checkpoint["metric_objects"]
+    _take_metric_history(self.metrics, checkpoint["metric_objects"])
     self.loss_information = checkpoint["loss_information"]
     self.logger.get_loss_viz().logs = checkpoint["loss_logs"]
     for name in self.model_names + self.optimizer_names:
@@ -149,6 +149,16 @@ def _load_model(self, load_path="", load_items=None, *, trust_checkpoint=False):
     restore = getattr(self, "restore_extras", None)
     if restore is not None:
         restore(checkpoint, load_path)
+
+
+def _take_metric_history(current, saved) -> None:
+    """The trainer keeps its own metric objects (built with this launch's data: a
+    checkpoint of this package holds none); each takes the ``history`` of its namesake
+    in the checkpoint."""
+    for name, metric in (current or {}).items():
+        history = getattr((saved or {}).get(name), "history", None)
+        if history is not None and hasattr(metric, "history"):
+            metric.history = list(history)
 
 
 def _is_torchgan_0_1_0() -> bool:
