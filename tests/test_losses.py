@@ -6,6 +6,7 @@ from torchgan.losses import DiscriminatorLoss, GeneratorLoss
 from torchgan.trainer import Trainer
 
 from torchgan_sagan import train_step
+from torchgan_sagan.losses import WassersteinDiscriminatorLoss, WassersteinGeneratorLoss
 from torchgan_sagan import (
     HingeDiscriminatorLoss,
     HingeGeneratorLoss,
@@ -124,7 +125,8 @@ def _trainer(tmp_path, losses):
 
 
 PAIRS = {"hinge": (HingeGeneratorLoss, HingeDiscriminatorLoss),
-         "least_squares": (LeastSquaresGeneratorLoss, LeastSquaresDiscriminatorLoss)}
+         "least_squares": (LeastSquaresGeneratorLoss, LeastSquaresDiscriminatorLoss),
+         "wasserstein": (WassersteinGeneratorLoss, WassersteinDiscriminatorLoss)}
 
 
 @pytest.mark.parametrize("pair", PAIRS)
@@ -152,7 +154,7 @@ def test_trainer_maps_its_arguments_to_the_losses(tmp_path, pair):
     assert (info["generator_iters"], info["discriminator_iters"]) == (1, 1)
     # Device scalars, not floats: reading them back would be a host sync on a GPU.
     assert isinstance(lgen, torch.Tensor) and lgen.shape == () and not lgen.requires_grad
-    assert ldis >= 0
+    assert torch.isfinite(ldis) and (ldis >= 0 or pair == "wasserstein")  # a critic's loss may be negative
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -245,3 +247,23 @@ def test_the_discriminator_step_computes_torchgans_loss_and_update(pair):
     (ours, ours_params), (theirs, their_params) = results
     assert abs(ours - theirs) < 1e-5
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours_params, their_params))
+
+
+def test_the_clipped_wasserstein_step_is_torchgans_with_its_clamp():
+    """Weights clamped to the clip before the step, as torchgan's step does, then the
+    same loss and update (torchgan's with D's normalized weights computed once too)."""
+    from torch.nn.utils import parametrize
+
+    results = []
+    for loss in (WassersteinDiscriminatorLoss(clip=(-0.01, 0.01)), tg.WassersteinDiscriminatorLoss(clip=(-0.01, 0.01))):
+        torch.manual_seed(0)
+        g, d = SAGANGenerator(8, 16, 3, 8), SAGANDiscriminator(16, 3, 8)
+        optimizer = Adam(d.parameters(), lr=1e-4, betas=(0.0, 0.9))
+        torch.manual_seed(1)
+        with parametrize.cached():
+            value = loss.train_ops(g, d, optimizer, torch.rand(4, 3, 16, 16) * 2 - 1, torch.device("cpu"))
+        results.append((float(value), [p.detach().clone() for p in d.parameters()]))
+    (ours, ours_params), (theirs, their_params) = results
+    assert abs(ours - theirs) < 1e-6
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(ours_params, their_params))
+    assert max(float(p.abs().max()) for p in ours_params) <= 0.01 + 2e-4  # clamped, then one step of lr 1e-4

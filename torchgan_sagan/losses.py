@@ -17,7 +17,11 @@ training steps: the presets' default, as it measured best on the digits
     L_D = \tfrac12\mathbb{E}_x[(D(x) - b)^2] + \tfrac12\mathbb{E}_z[(D(G(z)) - a)^2] \\
     L_G = \tfrac12\mathbb{E}_z[(D(G(z)) - c)^2]
 
-Both pairs train through the same steps (``train_ops``): the loss comes back as a
+The clipped Wasserstein pair (Arjovsky et al. 2017) of torchgan's tutorial, likewise
+torchgan's losses with this package's steps, D's weights clamped before each D step as
+torchgan clamps them.
+
+These pairs train through the same steps (``train_ops``): the loss comes back as a
 detached device scalar (no host sync), D's weights get no gradients in G's step, and
 D's spectrally normalized weights are computed once per D step.
 """
@@ -33,6 +37,8 @@ from torchgan.losses import (
     GeneratorLoss,
     LeastSquaresDiscriminatorLoss as _TorchganLeastSquaresDiscriminatorLoss,
     LeastSquaresGeneratorLoss as _TorchganLeastSquaresGeneratorLoss,
+    WassersteinDiscriminatorLoss as _TorchganWassersteinDiscriminatorLoss,
+    WassersteinGeneratorLoss as _TorchganWassersteinGeneratorLoss,
 )
 
 from .checks import check_choice, check_scalar_reduction
@@ -46,6 +52,8 @@ __all__ = [
     "HingeDiscriminatorLoss",
     "LeastSquaresGeneratorLoss",
     "LeastSquaresDiscriminatorLoss",
+    "WassersteinGeneratorLoss",
+    "WassersteinDiscriminatorLoss",
 ]
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -234,6 +242,39 @@ class LeastSquaresDiscriminatorLoss(_TorchganLeastSquaresDiscriminatorLoss):
     train_ops = _discriminator_step
 
 
+class WassersteinGeneratorLoss(_TorchganWassersteinGeneratorLoss):
+    r"""Wasserstein loss for the generator, :math:`L_G = -\mathbb{E}_z[D(G(z))]`: torchgan's
+    ``WassersteinGeneratorLoss`` with this package's training step (the loss stays on the
+    device; D's weights get no gradients, ``freeze_discriminator``)."""
+
+    def __init__(self, reduction: str = "mean", override_train_ops=None, *,
+                 freeze_discriminator: bool = True) -> None:
+        super().__init__(check_choice("reduction", reduction, REDUCTIONS), override_train_ops)
+        self.freeze_discriminator = freeze_discriminator
+
+    train_ops = _generator_step
+
+
+class WassersteinDiscriminatorLoss(_TorchganWassersteinDiscriminatorLoss):
+    r"""Wasserstein loss for the discriminator, :math:`L_D = \mathbb{E}_z[D(G(z))] - \mathbb{E}_x[D(x)]`:
+    torchgan's ``WassersteinDiscriminatorLoss`` with this package's training step. With
+    ``clip=(low, high)`` every weight of D is clamped to it before each step, as
+    torchgan's step does (in one call for all weights)."""
+
+    def __init__(self, reduction: str = "mean", clip=None, override_train_ops=None) -> None:
+        super().__init__(check_choice("reduction", reduction, REDUCTIONS), clip, override_train_ops)
+
+    def train_ops(self, generator, discriminator, optimizer_discriminator, real_inputs, device, labels=None):
+        if self.clip is not None and self.override_train_ops is None:
+            weights = list(discriminator.parameters())
+            with torch.no_grad():
+                torch._foreach_clamp_min_(weights, self.clip[0])
+                torch._foreach_clamp_max_(weights, self.clip[1])
+        return _discriminator_step(self, generator, discriminator, optimizer_discriminator, real_inputs, device,
+                                   labels)
+
+
 # Trainer checkpoints pickle the loss objects.
-for _loss in (HingeGeneratorLoss, HingeDiscriminatorLoss, LeastSquaresGeneratorLoss, LeastSquaresDiscriminatorLoss):
+for _loss in (HingeGeneratorLoss, HingeDiscriminatorLoss, LeastSquaresGeneratorLoss, LeastSquaresDiscriminatorLoss,
+              WassersteinGeneratorLoss, WassersteinDiscriminatorLoss):
     register_checkpoint_class(_loss)

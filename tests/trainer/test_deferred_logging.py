@@ -42,9 +42,9 @@ def _trainer(tmp_path, **overrides):
     return make_trainer(cfg, out=tmp_path, device="cpu", log_every=3)
 
 
-@pytest.mark.parametrize("overrides", [{}, {"loss": "hinge"},
+@pytest.mark.parametrize("overrides", [{}, {"loss": "hinge"}, {"loss": "wasserstein"},
                                        {"ema_decay": 0.9, "ema_start": 0, "diffaugment": "color,translation"}],
-                         ids=["default", "hinge", "ema-diffaugment"])
+                         ids=["default", "hinge", "wasserstein", "ema-diffaugment"])
 def test_a_training_step_reads_nothing_back_between_log_points(tmp_path, overrides, monkeypatch):
     trainer = _trainer(tmp_path, **overrides)
     lists = []

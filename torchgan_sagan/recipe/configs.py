@@ -45,6 +45,8 @@ from ..losses import (
     HingeGeneratorLoss,
     LeastSquaresDiscriminatorLoss,
     LeastSquaresGeneratorLoss,
+    WassersteinDiscriminatorLoss,
+    WassersteinGeneratorLoss,
 )
 from ..models import BACKBONES, default_attn_resolutions
 from ..models.options import OPTION_GROUPS, net_options, option, option_fields
@@ -60,10 +62,11 @@ LOSSES: Dict[str, Callable[[], list]] = {
     # Mao et al. 2017 (LSGAN): torchgan's losses with this package's training steps
     # (no host sync per step), the presets' default.
     "least_squares": lambda: [LeastSquaresGeneratorLoss(), LeastSquaresDiscriminatorLoss()],
-    # Arjovsky et al. 2017: weight clipping at 0.01, as in the paper and torchgan's tutorial.
+    # Arjovsky et al. 2017: weight clipping at 0.01, as in the paper and torchgan's tutorial;
+    # torchgan's losses with this package's training steps.
     "wasserstein": lambda: [
-        tg.WassersteinGeneratorLoss(),
-        tg.WassersteinDiscriminatorLoss(clip=(-0.01, 0.01)),
+        WassersteinGeneratorLoss(),
+        WassersteinDiscriminatorLoss(clip=(-0.01, 0.01)),
     ],
     # Gulrajani et al. 2017 (WGAN-GP), lambda = 10.
     "wasserstein_gp": lambda: [
