@@ -1,34 +1,31 @@
 """torchgan's training loop for runs that last days: divergence caught, checkpoints by
 the clock, and a resume that continues exactly where the run stopped.
 
-:class:`ResumableTraining` is a ``Trainer`` mixin (part of
+:class:`ResumableTraining` is a ``Trainer`` mixin (of
 :class:`~torchgan_sagan.trainer.trainer.SAGANTrainer` and
-:class:`~torchgan_sagan.trainer.distributed.DistributedTrainer`). Its ``train`` runs the
-same steps in the same order as torchgan's ``Trainer.train`` (per batch: ``train_iter``,
-the running loss totals, the logger; per epoch: ``save_model``, ``eval_ops``, the
-epoch's logs, ``optim_ops``), and adds:
+:class:`~torchgan_sagan.trainer.distributed.DistributedTrainer`). Its ``train`` runs
+torchgan's steps (per batch: ``train_iter``, the running loss totals, the logger; per
+epoch: ``eval_ops``, the epoch's logs, ``save_model``, ``optim_ops``: the checkpoint
+comes after the logs, which torchgan writes after it), and adds:
 
 - **Divergence.** Where values are read back anyway (every ``log_every`` iterations,
   before every checkpoint), the running losses and every weight of the nets are
   checked for ``inf`` / ``nan``; no checkpoint with non-finite weights is written.
   ``on_divergence="stop"`` raises :class:`~torchgan_sagan.trainer.divergence.DivergenceError`
-  and leaves a mark in the run's folder; ``"rollback"`` reloads the newest good
-  checkpoint, halves both learning rates and goes on, at most ``max_rollbacks`` times.
-- **Checkpoints by the clock.** ``checkpoint_every`` (``500`` iterations, or ``"20m"``,
-  ``"1h"``) writes mid-epoch checkpoints besides the epoch ones, into the same rotation
-  of ``retain_checkpoints`` files (a save replaces the oldest; each is written
-  atomically, so the newest good one is never lost).
+  and marks the run's folder; ``"rollback"`` reloads the newest good checkpoint, halves
+  both learning rates and goes on, at most ``max_rollbacks`` times.
+- **Checkpoints by the clock.** ``checkpoint_every`` (``500`` iterations, or ``"20m"``)
+  adds mid-epoch checkpoints to the rotation of ``retain_checkpoints`` files (a save
+  replaces the oldest, atomically: the newest good one is never lost).
 - **Exact resume.** Every checkpoint holds ``train_state``: the position in the epoch,
-  the iteration count, the random number generators' states (of every rank) and the
-  TensorBoard steps. ``load_model`` restores them: the loop skips the batches of the
-  epoch already trained (``set_epoch`` / ``set_position`` of the loader where it has
-  them, e.g. :class:`~torchgan_sagan.data.DeviceBatches`), the generators continue
-  where they were, and the curves continue at their step. The learning rates of the
-  trainer's config (``sagan_config``) are applied to the loaded optimizers, so a
-  resume with other rates trains at them.
+  the iteration count, every rank's random generators and the TensorBoard steps.
+  ``load_model`` restores them: the loop skips the epoch's trained batches (with the
+  loader's ``set_epoch`` / ``set_position`` where it has them, as
+  :class:`~torchgan_sagan.data.DeviceBatches`), and the learning rates of the trainer's
+  config (``sagan_config``) are applied to the loaded optimizers.
 
-Under DDP every rank reaches the same decisions at the same log points: one small
-all-reduce per log point, none per step.
+Under DDP every rank decides alike at the same log points: one small all-reduce per log
+point, none per step.
 """
 
 from __future__ import annotations
@@ -46,7 +43,7 @@ from .divergence import DivergenceError, finite_weights, non_finite_losses, writ
 from .run_folder import record_change
 from .run_state import logger_steps, rng_state, set_logger_steps, set_rng_state
 
-__all__ = ["ResumableTraining", "ROLLBACK_FACTOR"]
+__all__ = ["ResumableTraining", "run_iteration", "ROLLBACK_FACTOR"]
 
 #: What a rollback multiplies both learning rates by.
 ROLLBACK_FACTOR = 0.5
@@ -58,6 +55,23 @@ class _Diverged(Exception):
     def __init__(self, what: str) -> None:
         super().__init__(what)
         self.what = what
+
+
+def run_iteration(trainer) -> Tuple[Any, Any]:
+    """One iteration on the batch the trainer holds (``real_inputs``, ``labels``), as
+    torchgan's loop runs it: D and G steps (``train_iter``), the running loss totals,
+    the logger's per-iteration hook; counted in ``trainer.iteration`` where it has one.
+    Returns the generator's and discriminator's losses."""
+    lgen, ldis, gen_iters, dis_iters = trainer.train_iter()
+    info = trainer.loss_information
+    info["generator_losses"] += lgen
+    info["discriminator_losses"] += ldis
+    info["generator_iters"] += gen_iters
+    info["discriminator_iters"] += dis_iters
+    trainer.logger.run_mid_epoch(trainer)
+    if hasattr(trainer, "iteration"):
+        trainer.iteration += 1
+    return lgen, ldis
 
 
 def _say(line: str) -> None:
@@ -107,7 +121,6 @@ class ResumableTraining:
         self._pending_rng: Optional[dict] = None
 
     # -- hooks a distributed trainer overrides --------------------------------------
-
     rank_and_world: Tuple[int, int] = (0, 1)
 
     def _agree(self, flags: torch.Tensor) -> torch.Tensor:
@@ -120,8 +133,7 @@ class ResumableTraining:
     def _write_checkpoint(self, epoch: int, save_items) -> None:
         super().save_model(epoch, save_items)  # type: ignore[misc]
 
-    # -- the loop -------------------------------------------------------------------
-
+    # -- the loop ---------------------------------------------------------------------
     def train(self, data_loader, **kwargs):
         for name in self.optimizer_names:
             getattr(self, name).zero_grad()
@@ -147,16 +159,9 @@ class ResumableTraining:
             batches_in_epoch = len(loader) if hasattr(loader, "__len__") else None
             for data in _position(loader, epoch, done):
                 self._take(data)
-                lgen, ldis, gen_iter, dis_iter = self.train_iter()
-                info = self.loss_information
-                info["generator_losses"] += lgen
-                info["discriminator_losses"] += ldis
-                info["generator_iters"] += gen_iter
-                info["discriminator_iters"] += dis_iter
-                self.logger.run_mid_epoch(self)
-                self.iteration += 1
+                run_iteration(self)
                 done += 1
-                due = self._log_point_checks() if self.logger.iteration % self.logger.every == 0 else False
+                due = self._health(clock=True) if self.logger.iteration % self.logger.every == 0 else False
                 if self.checkpoint_every and self.checkpoint_every[0] == "iterations":
                     due = due or self.iteration % int(self.checkpoint_every[1]) == 0
                 if due and done != batches_in_epoch:  # the epoch's own checkpoint follows anyway
@@ -180,8 +185,7 @@ class ResumableTraining:
         else:
             self.real_inputs = data
 
-    # -- checks at read-back points -------------------------------------------------
-
+    # -- checks at read-back points ---------------------------------------------------
     def _health(self, *, clock: bool) -> bool:
         """Raise :class:`_Diverged` when a running loss or a weight is not finite (on
         every rank alike); return whether a checkpoint is due by the clock."""
@@ -199,11 +203,7 @@ class ResumableTraining:
             raise _Diverged(", ".join(parts) or "a non-finite loss on another process")
         return due
 
-    def _log_point_checks(self) -> bool:
-        return self._health(clock=True)
-
-    # -- checkpoints ----------------------------------------------------------------
-
+    # -- checkpoints ------------------------------------------------------------------
     def save_model(self, epoch, save_items=None):
         """torchgan's ``save_model`` after an epoch (checked, with ``train_state``)."""
         self._save(epoch + 1, 0, save_items)
@@ -254,8 +254,7 @@ class ResumableTraining:
                 for group in optimizer.param_groups:
                     group["lr"] = fields[key]
 
-    # -- divergence -----------------------------------------------------------------
-
+    # -- divergence -------------------------------------------------------------------
     def _diverged(self, what: str) -> None:
         """Roll back, or stop with a :class:`DivergenceError` (and the folder's mark)."""
         rank, _ = self.rank_and_world

@@ -183,7 +183,7 @@ def _update_grads(self, name, model, eps=1e-5):
     if not grads:
         return
     norms = torch._foreach_norm(grads)  # one launch for all tensors
-    gradsum = torch.stack([n.double() for n in norms]).pow(2).sum()
+    gradsum = torch.stack(norms).double().pow(2).sum()  # one cast for all norms
     if getattr(self, "deferred", False):
         # Kept on the device; zeroing gradients below eps too changes nothing, since
         # every training step zeroes its optimizer's gradients before its backward.

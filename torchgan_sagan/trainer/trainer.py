@@ -25,7 +25,7 @@ from torchgan.trainer import Trainer
 from ..files import remove_partial_files
 from ..recipe.configs import SAGANConfig
 from .deferred_logging import DeferredLogging
-from .resumable import ResumableTraining
+from .resumable import ResumableTraining, run_iteration
 from .run_folder import SavesConfigInCheckpoints, write_config
 
 __all__ = ["SAGANTrainer", "make_trainer", "train_step", "cuda_settings"]
@@ -132,13 +132,4 @@ def train_step(trainer: Trainer, images: torch.Tensor, labels: Optional[torch.Te
     trainer.real_inputs = images.to(trainer.device, non_blocking=True)
     trainer.labels = None if labels is None else labels.to(trainer.device, non_blocking=True)
     trainer.batch_size = images.size(0)
-    lgen, ldis, gen_iters, dis_iters = trainer.train_iter()
-    info = trainer.loss_information
-    info["generator_losses"] += lgen
-    info["discriminator_losses"] += ldis
-    info["generator_iters"] += gen_iters
-    info["discriminator_iters"] += dis_iters
-    trainer.logger.run_mid_epoch(trainer)
-    if hasattr(trainer, "iteration"):
-        trainer.iteration += 1
-    return lgen, ldis
+    return run_iteration(trainer)
