@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=160, help="center crop before resizing "
                    "folder images (0: none)")
     p.add_argument("--max-images", type=int, help="use only the first N images (smoke runs)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="seed of the weights, the noise and the data order (default 0; "
+                   "a resumed run keeps its own)")
     p.add_argument("--num-workers", type=int, help="processes that decode the folder's images into "
                    "the cache, or DataLoader workers with --no-image-cache (default: min(4, CPUs))")
     p.add_argument("--image-cache", action=argparse.BooleanOptionalAction, default=True,
@@ -284,6 +285,18 @@ def resumed_config(args, checkpoint_path: Path, checkpoint: dict, say):
         raise CliError(f"--resume: {err}") from err
 
 
+def resumed_seed(given, checkpoint: dict) -> int:
+    """The seed a resumed run keeps (it fixes the data order of every epoch): the one its
+    checkpoint records; another one given is refused."""
+    saved = checkpoint.get("run_seed")
+    if saved is None:  # written before checkpoints recorded it
+        return 0 if given is None else given
+    if given is not None and given != saved:
+        raise CliError(f"--resume: the run trained with --seed {saved} (its data order and noise); drop --seed "
+                       f"or pass {saved}, or start a new run")
+    return saved
+
+
 def check_divergence_mark(out: Path, cfg, changes: dict, rank: int, say) -> None:
     """A folder an earlier launch left marked as diverged continues only with other
     learning rates or with on_divergence 'rollback'; then the mark is removed."""
@@ -337,7 +350,10 @@ def run(args) -> int:
     if args.resume:
         checkpoint, contents = resume_from(out, args.trust_checkpoint, say)
         cfg, changes = resumed_config(args, checkpoint, contents, say)
+        args.seed = resumed_seed(args.seed, contents)
         del contents
+    if args.seed is None:
+        args.seed = 0
     check_divergence_mark(out, cfg, changes, rank, say)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -406,7 +422,8 @@ def run(args) -> int:
     # torchgan's per-epoch summaries go to the console with --verbose, else to train.log.
     try:
         with torchgan_output(out / "train.log" if rank == 0 else None, verbose=args.verbose):
-            trainer(progress)
+            trainer.run_seed = args.seed  # in every checkpoint, for the resume
+            trainer(progress, save_items=["run_seed"])
     except BaseException:
         progress.close(failed=True)
         raise

@@ -350,6 +350,8 @@ def test_resume_refuses_flags_that_change_what_trains(tmp_path, capsys):
                           "--step-channels", 16)
     assert "loss 'least_squares' -> 'hinge'" in message and "step_channels 8 -> 16" in message
     assert "epochs" not in message  # the length of a run may change
+    message = _main_error(capsys, *TINY, "--epochs", 2, "--out", out, "--resume", "--seed", 5)
+    assert "the run trained with --seed 0" in message
     assert (out / "config.json").read_text() == recorded
     assert [p.name for p in (out / "checkpoints").glob("*.model")] == ["gan0.model"]
 
@@ -373,6 +375,7 @@ def test_a_run_killed_by_sigkill_resumes_to_the_weights_of_the_run_left_alone(tm
     _assert_outputs(tmp_path / "cut", epochs=2, checkpoints=5)
     alone, cut = _newest(tmp_path / "alone"), _newest(tmp_path / "cut")
     assert cut["train_state"]["iteration"] == alone["train_state"]["iteration"] == 12
+    assert cut["run_seed"] == 0  # the resume kept the run's seed, and so its data order
     for part in ("generator", "discriminator"):
         assert all(torch.equal(alone[part][key], cut[part][key]) for key in alone[part]), part
     moments = [(alone[o]["state"][k]["exp_avg_sq"], cut[o]["state"][k]["exp_avg_sq"])
