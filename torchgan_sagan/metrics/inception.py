@@ -16,7 +16,7 @@ import torch
 
 from .sampling import chunks
 
-__all__ = ["inception_features", "as_rgb_bytes", "inception_fid", "inception_kid"]
+__all__ = ["inception_features", "as_rgb_bytes", "kid_scorer", "inception_fid", "inception_kid"]
 
 
 def inception_features(weights_path: os.PathLike, feature: int = 2048) -> torch.nn.Module:
@@ -42,6 +42,16 @@ def as_rgb_bytes(x: torch.Tensor) -> torch.Tensor:
     return x.expand(-1, 3, -1, -1) if x.size(1) == 1 else x
 
 
+def kid_scorer(feature: torch.nn.Module, subsets: int, subset_size: int, **kwargs):
+    """torchmetrics' ``KernelInceptionDistance`` on the features of ``feature`` (its
+    warning that it keeps every feature, a few MB here, silenced)."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return KernelInceptionDistance(feature=feature, subsets=subsets, subset_size=subset_size, **kwargs)
+
+
 def _fill(metric, real: torch.Tensor, fake: torch.Tensor):
     for batch in chunks(real, 100):
         metric.update(as_rgb_bytes(batch), real=True)
@@ -65,12 +75,6 @@ def inception_kid(real: torch.Tensor, fake: torch.Tensor, weights_path: os.PathL
                   subsets: int = 50, subset_size: int = 1000) -> Dict[str, float]:
     """Standard KID in Inception-v3 features: ``{"mean", "std"}`` over subsets
     (``subset_size`` capped at the smaller sample count)."""
-    from torchmetrics.image.kid import KernelInceptionDistance
-
-    subset_size = min(subset_size, len(real), len(fake))
-    with warnings.catch_warnings():  # it warns that it keeps all features in memory
-        warnings.simplefilter("ignore", UserWarning)
-        metric = KernelInceptionDistance(feature=inception_features(weights_path, feature), subsets=subsets,
-                                         subset_size=subset_size)
+    metric = kid_scorer(inception_features(weights_path, feature), subsets, min(subset_size, len(real), len(fake)))
     mean, std = _fill(metric, real, fake)
     return {"mean": float(mean), "std": float(std)}

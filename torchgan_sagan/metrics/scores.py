@@ -28,7 +28,7 @@ from torchgan.metrics import EvaluationMetric
 
 from ..files import register_checkpoint_class
 from .classifier import DigitClassifier, digit_classifier
-from .inception import as_rgb_bytes, inception_features
+from .inception import as_rgb_bytes, inception_features, kid_scorer
 from .sampling import chunks, generate, sample_labels
 
 __all__ = ["fid", "kid", "class_coverage", "class_accuracy", "digit_scores", "evaluate", "diversity",
@@ -67,16 +67,7 @@ def kid(real: torch.Tensor, fake: torch.Tensor, classifier: DigitClassifier, *,
 
     ``subset_size`` is capped at the smaller sample count.
     """
-    import warnings
-
-    from torchmetrics.image.kid import KernelInceptionDistance
-
-    subset_size = min(subset_size, len(real), len(fake))
-    with warnings.catch_warnings():  # it warns that it keeps all features: a few MB here
-        warnings.simplefilter("ignore", UserWarning)
-        metric = KernelInceptionDistance(
-            feature=_Features(classifier.eval()), subsets=subsets, subset_size=subset_size
-        )
+    metric = kid_scorer(_Features(classifier.eval()), subsets, min(subset_size, len(real), len(fake)))
     for batch in chunks(real):
         metric.update(batch, real=True)
     for batch in chunks(fake):
@@ -256,14 +247,8 @@ class KID(_ClassifierMetric):
     logged_key = "mean"
 
     def make_scorer(self):
-        import warnings
-        from torchmetrics.image.kid import KernelInceptionDistance
-
         size = min(500, len(self.reference), self.num_samples)
-        with warnings.catch_warnings():  # it warns that it keeps all features: a few MB here
-            warnings.simplefilter("ignore", UserWarning)
-            return KernelInceptionDistance(feature=_Features(self.classifier.eval()), subsets=50,
-                                           subset_size=size, reset_real_features=False)
+        return kid_scorer(_Features(self.classifier.eval()), 50, size, reset_real_features=False)
 
     def score(self, fake: torch.Tensor) -> Dict[str, float]:
         mean, std = self.scored(fake)

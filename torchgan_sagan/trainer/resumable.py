@@ -38,7 +38,7 @@ from typing import Any, Optional, Tuple
 import torch
 
 from ..checks import check_choice, parse_interval
-from ..recipe.configs import SAGANConfig
+from ..recipe.configs import DIVERGENCE_ACTIONS, SAGANConfig
 from .divergence import DivergenceError, finite_weights, non_finite_losses, write_mark
 from .run_folder import record_change
 from .run_state import logger_steps, rng_state, set_logger_steps, set_rng_state
@@ -108,7 +108,7 @@ class ResumableTraining:
 
     def __init__(self, *args, on_divergence: str = "stop", max_rollbacks: int = 3,
                  checkpoint_every: Any = None, **kwargs) -> None:
-        self.on_divergence = check_choice("on_divergence", on_divergence, ("stop", "rollback"))
+        self.on_divergence = check_choice("on_divergence", on_divergence, DIVERGENCE_ACTIONS)
         if not isinstance(max_rollbacks, int) or max_rollbacks < 0:
             raise ValueError(f"max_rollbacks must be 0 or more, got {max_rollbacks!r}")
         self.max_rollbacks = max_rollbacks
