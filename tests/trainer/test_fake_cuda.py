@@ -52,6 +52,8 @@ def test_nets_run_on_cuda_without_host_syncs(name, extra):
             assert logits.device.type == "cuda" and logits.shape == (4,)
         if g.ema is not None:
             g.ema.update(g.model)  # the average's update after an optimizer step
+            g.ema.count_on_device = True  # as in a CUDA graph: count and decay on the device
+            g.ema.update(g.model)
         g_loss_of, d_loss_of = cfg.losses()[:2]  # the config's own loss pair
         d_loss = d_loss_of(d(images, *labels), logits)
         g_loss = g_loss_of(logits)

@@ -157,6 +157,9 @@ class WeightEMA(nn.Module):
         # device; None: read once (after loading).
         self._host_steps: Optional[int] = 0
         self._host_statistics_steps: Optional[int] = -1
+        #: Count and decay on the device (:meth:`update_on_device`), as a captured CUDA
+        #: graph needs: a host count would be baked into the graph at capture.
+        self.count_on_device = False
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}, start={self.start}"
@@ -219,24 +222,41 @@ class WeightEMA(nn.Module):
         self.statistics_steps.fill_(steps)
         self._host_statistics_steps = steps
 
+    def _averaged_pairs(self, source: nn.Module) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        weights = set(self.parameter_names)
+        pairs = [(mine, theirs) for name, mine, theirs in self._pairs(source) if name in weights]
+        return [a for a, _ in pairs], [b for _, b in pairs]
+
     @torch.no_grad()
     def update(self, source: nn.Module) -> None:
         """One EMA step towards ``source`` (a copy while ``steps < start``), with the
         decay warmed up (:func:`warmed_up_decay`). Only the weights are averaged; the
         BatchNorm statistics become stale until :meth:`recompute_statistics`."""
+        if self.count_on_device:
+            self.update_on_device(source)
+            return
         steps = self._steps() + 1
         self._host_steps = steps
         self.steps.fill_(steps)  # host to device, no read back
         if steps <= self.start:
             self.copy_(source)
             return
-        weights = set(self.parameter_names)
-        average, current = [], []
-        for name, mine, theirs in self._pairs(source):
-            if name in weights:
-                average.append(mine)
-                current.append(theirs)
+        average, current = self._averaged_pairs(source)
         ema_update_(average, current, warmed_up_decay(self.decay, steps - self.start - 1))
+        refresh_spectral_norm(self.model, iterations=1)
+
+    @torch.no_grad()
+    def update_on_device(self, source: nn.Module) -> None:
+        """:meth:`update` with the count and the warmed-up decay kept on the device (in
+        float64, so the weights come out bit-identical), for an average already past
+        ``start``: the same kernels every call, nothing read from or written by the host."""
+        average, current = self._averaged_pairs(source)
+        self.steps.add_(1)
+        self._host_steps = None  # read back once, when needed
+        n = (self.steps - self.start - 1).double()
+        weight = (1.0 - torch.clamp((1.0 + n) / (10.0 + n), max=self.decay)).float()
+        if average:
+            torch._foreach_lerp_(average, [c.to(a.dtype) for a, c in zip(average, current)], [weight] * len(average))
         refresh_spectral_norm(self.model, iterations=1)
 
     def forward(self, *args, **kwargs):
