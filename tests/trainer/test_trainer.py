@@ -52,3 +52,15 @@ def test_cuda_settings_default_on_for_cuda_and_leave_the_cpu_alone():
         assert cuda_settings("cuda", tf32=False)["tf32"] is False and not torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_the_configs_adam_is_fused_on_cuda_only(tmp_path):
+    from torchgan_sagan.trainer.trainer import fused_adam
+
+    cfg = get_config("sagan_32", image_channels=1, step_channels=8)
+    on_cuda = fused_adam(cfg.network_params(), True)
+    assert [net["optimizer"]["args"]["fused"] for net in on_cuda.values()] == [True, True]
+    assert on_cuda["generator"]["optimizer"]["args"]["lr"] == cfg.g_lr  # the rest as it was
+    assert all("fused" not in net["optimizer"]["args"] for net in fused_adam(cfg.network_params(), False).values())
+    trainer = make_trainer(cfg, out=tmp_path, device="cpu")
+    assert not trainer.optimizer_generator.param_groups[0]["fused"]

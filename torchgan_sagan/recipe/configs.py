@@ -101,7 +101,7 @@ DIVERGENCE_ACTIONS = ("stop", "rollback")
 RESUME_MAY_CHANGE = frozenset({
     "epochs", "g_lr", "d_lr", "on_divergence", "max_rollbacks", "checkpoint_every", "retain_checkpoints",
     "sample_size", "source", "g_compile", "d_compile", "g_channels_last", "d_channels_last",
-    "g_attn_fused", "d_attn_fused",
+    "g_attn_fused", "d_attn_fused", "cuda_graphs",
 })
 
 #: Losses that differentiate D's input gradient, so D's attention cannot be fused.
@@ -152,6 +152,8 @@ class SAGANConfig:
     checkpoint_every: Optional[str] = option(None, "mid-epoch checkpoints every N iterations ('500') or every so "
                                                    "long ('20m', '1h'), besides one at every epoch's end")
     retain_checkpoints: int = option(5, "checkpoints kept, the newest ones (a save replaces the oldest)")
+    cuda_graphs: bool = option(False, "on CUDA, run each training iteration as one CUDA-graph replay (this "
+                                      "package's losses, one process; not yet run on GPU hardware)")
     source: str = option("", "where the recipe comes from (the registered function's docstring)")
 
     def __post_init__(self) -> None:
@@ -303,4 +305,5 @@ class SAGANConfig:
             "on_divergence": self.on_divergence,
             "max_rollbacks": self.max_rollbacks,
             "checkpoint_every": self.checkpoint_every,
+            "cuda_graphs": self.cuda_graphs,
         }

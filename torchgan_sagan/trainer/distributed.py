@@ -52,6 +52,7 @@ from torchgan.models import Discriminator, Generator
 from torchgan.trainer import Trainer
 
 from ..models.ema import WeightEMA
+from .cuda_graphs import GraphedTraining
 from .deferred_logging import DeferredLogging
 from .resumable import ResumableTraining
 from .run_state import rng_state
@@ -143,7 +144,7 @@ def _skip_replicated_ema_buffers(net: torch.nn.Module) -> None:
             dist.broadcast(buffers[name], src=0)
 
 
-class DistributedTrainer(ResumableTraining, DeferredLogging, SavesConfigInCheckpoints, Trainer):
+class DistributedTrainer(GraphedTraining, ResumableTraining, DeferredLogging, SavesConfigInCheckpoints, Trainer):
     """torchgan's ``Trainer`` over ``DistributedDataParallel``, one process per device.
 
     Takes the ``Trainer``'s arguments (``models``, ``losses_list``, ``metrics_list``,

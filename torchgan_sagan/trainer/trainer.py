@@ -24,21 +24,23 @@ from torchgan.trainer import Trainer
 
 from ..files import remove_partial_files
 from ..recipe.configs import SAGANConfig
+from .cuda_graphs import GraphedTraining
 from .deferred_logging import DeferredLogging
 from .resumable import ResumableTraining, run_iteration
 from .run_folder import SavesConfigInCheckpoints, write_config
 
-__all__ = ["SAGANTrainer", "make_trainer", "train_step", "cuda_settings"]
+__all__ = ["SAGANTrainer", "make_trainer", "train_step", "cuda_settings", "fused_adam"]
 
 
-class SAGANTrainer(ResumableTraining, DeferredLogging, SavesConfigInCheckpoints, Trainer):
+class SAGANTrainer(GraphedTraining, ResumableTraining, DeferredLogging, SavesConfigInCheckpoints, Trainer):
     """torchgan's ``Trainer``, whose checkpoints also record the config that built its
     nets (``sagan_config``, see :mod:`torchgan_sagan.trainer.run_folder`) when one is set, and whose
     per-iteration logging reads losses and gradient sums back to the host every
     ``log_every`` iterations (default 50) rather than every step
     (:mod:`torchgan_sagan.trainer.deferred_logging`). Its loop catches divergence, writes
     mid-epoch checkpoints on request and resumes exactly
-    (:mod:`torchgan_sagan.trainer.resumable`)."""
+    (:mod:`torchgan_sagan.trainer.resumable`). With ``cuda_graphs=True`` its iterations
+    are CUDA-graph replays where they can be (:mod:`torchgan_sagan.trainer.cuda_graphs`)."""
 
 
 def make_trainer(
@@ -70,6 +72,8 @@ def make_trainer(
             (under ``torchrun``, with the process group initialized).
         trainer_kwargs: further ``Trainer`` arguments (``test_noise``,
             ``retain_checkpoints``, ...); they win over the config's.
+
+    On CUDA the config's Adam optimizers run fused (:func:`fused_adam`).
     """
     if device is None and not distributed:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -90,13 +94,28 @@ def make_trainer(
         from .distributed import DistributedTrainer as trainer_class
     else:
         trainer_class = SAGANTrainer
-    trainer = trainer_class(network_params or cfg.network_params(), losses or cfg.losses(), metrics_list=metrics,
+    on_cuda = torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
+    params = network_params or fused_adam(cfg.network_params(), on_cuda)
+    trainer = trainer_class(params, losses or cfg.losses(), metrics_list=metrics,
                             device=None if device is None else torch.device(device), **kwargs)
     if network_params is None:
         trainer.sagan_config = cfg.to_dict()
         if out is not None and getattr(trainer, "rank", 0) == 0:
             write_config(cfg, out)
     return trainer
+
+
+def fused_adam(network_params: dict, on_cuda: bool) -> dict:
+    """``network_params`` with every Adam made ``fused=True`` where ``on_cuda``: one
+    kernel for all of a net's parameters per step, where the default (``foreach``)
+    launches several per group of tensors. Elsewhere they are returned as they are."""
+    if not on_cuda:
+        return network_params
+    for net in network_params.values():
+        optimizer = net.get("optimizer", {})
+        if optimizer.get("name") is torch.optim.Adam:
+            optimizer["args"] = {"fused": True, **optimizer.get("args", {})}
+    return network_params
 
 
 def cuda_settings(device: Union[str, torch.device], *, cudnn_benchmark: Optional[bool] = None,
