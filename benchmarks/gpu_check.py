@@ -12,6 +12,9 @@ loop for an epoch of ``--iters`` batches; its epoch end and checkpoint, which re
 by design, run outside the count. The losses must stay finite. Then the attention's
 fused path is run with one allowed kernel per dtype (memory-efficient for float32 on
 unpadded widths, flash for bf16 on padded ones) and compared with the explicit path.
+Last, ``cuda_graphs=True`` (``--graph-nets``): the same iterations eager (Adam made
+capturable too) and as CUDA-graph replays from one seed, their weights compared, their
+time per iteration and the replays' host syncs counted.
 
     python benchmarks/gpu_check.py                       # needs CUDA
     python benchmarks/gpu_check.py --nets sagan_32 sagan_32+bf16 --out syncs.json
@@ -41,12 +44,15 @@ from throughput import build  # noqa: E402
 
 from torchgan_sagan.data import DeviceBatches  # noqa: E402
 from torchgan_sagan.layers import SelfAttention2d  # noqa: E402
+from torchgan_sagan.trainer.cuda_graphs import make_capturable  # noqa: E402
 from torchgan_sagan.trainer.trainer import cuda_settings  # noqa: E402
 
 DEFAULT_NETS = ["tutorial-torchgan", "sagan_32", "sagan_faces_32", "sagan_faces_32+bf16", "sagan_faces_32+cl",
                 "sagan_faces_32+ema", "sagan_faces_32+diffaug", "sagan_cond_digits_32", "sagan_celeba_64",
                 "sagan_tutorial_64", "sagan_resnet_cifar_32", "sagan_resnet_celeba_64",
                 "sagan_resnet_celeba_64+bf16", "sagan_cond_imagenet_128", "sagan_resnet_imagenet_128"]
+GRAPH_NETS = ["sagan_faces_32+ema", "sagan_celeba_64", "sagan_tutorial_64", "sagan_cond_digits_32",
+              "sagan_resnet_celeba_64"]
 
 
 def _where(w: warnings.WarningMessage) -> str:
@@ -108,6 +114,47 @@ def real_loop_syncs(trainer, batch: int, batches: int, *, on_device: bool) -> Co
     return Counter({where: n / batches for where, n in syncs.items()})
 
 
+def _weights(trainer) -> list:
+    return [t.float() for name in trainer.model_names for t in getattr(trainer, name).state_dict().values()]
+
+
+def check_cuda_graphs(spec: str, batch: int, iters: int, device, workdir: Path) -> dict:
+    """``spec`` trained ``iters`` iterations eagerly and as CUDA-graph replays from one
+    seed on the same batch: the largest weight difference relative to the weight's
+    scale, ms per iteration of each (after the warm-up and capture), host syncs per
+    replayed iteration."""
+    name, ema = spec.removesuffix("+ema"), spec.endswith("+ema")
+    extra = {"ema_decay": 0.999, "ema_start": 0} if ema else {}
+    runs = {}
+    for graphs in (True, False):  # graphs first: a refusal ends the check
+        torch.manual_seed(0)
+        trainer, step = build(name, batch, 0, device, workdir / f"graphs{graphs}", cuda_graphs=graphs, **extra)
+        if not graphs:
+            for optimizer_name in trainer.optimizer_names:  # the same Adam arithmetic as the graphs'
+                make_capturable(getattr(trainer, optimizer_name))
+        elif trainer.graphed is None:
+            return {"refused": trainer.cuda_graph_refusals}
+        torch.manual_seed(1)
+        trainer.logger.every = 10 ** 9
+        for _ in range(iters):
+            step()
+        torch.cuda.synchronize()
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iters):
+            step()
+        end.record()
+        torch.cuda.synchronize()
+        runs[graphs] = (trainer, start.elapsed_time(end) / iters, count_syncs(step, iters))
+    (eager, eager_ms, _), (graphed, graph_ms, syncs) = runs[False], runs[True]
+    diff = max(((a - b).abs().max() / a.abs().max().clamp_min(1e-6)).item()
+               for a, b in zip(_weights(eager), _weights(graphed)) if a.numel())
+    return {"max_relative_weight_diff": diff, "eager_ms": eager_ms, "graph_ms": graph_ms,
+            "graphs": len(graphed.graphed.graphs), "syncs_per_step": sum(syncs.values()) / iters,
+            "where": dict(syncs)}
+
+
 def check_attention_kernels() -> list:
     """Each (dtype, kernel) the fused path should take on CUDA, forced alone."""
     rows = []
@@ -134,6 +181,7 @@ def main(argv=None) -> int:
     p.add_argument("--nets", nargs="+", default=DEFAULT_NETS)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--graph-nets", nargs="*", default=GRAPH_NETS, help="nets for the CUDA-graph check")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
@@ -170,9 +218,21 @@ def main(argv=None) -> int:
                           "where (top 3)"], rows))
     kernels = check_attention_kernels()
     print(markdown_table(["layout", "autocast", "only kernel allowed", "output dtype", "max diff vs explicit"], kernels))
+    graphs, graph_rows = {}, []
+    for spec in args.graph_nets:
+        graphs[spec] = found = check_cuda_graphs(spec, args.batch, 2 * args.iters + 10, device, workdir)
+        if "refused" in found:
+            graph_rows.append([spec, "refused: " + "; ".join(found["refused"]), "", "", "", "", ""])
+            continue
+        graph_rows.append([spec, f"{found['eager_ms']:.2f}", f"{found['graph_ms']:.2f}",
+                           f"{found['eager_ms'] / found['graph_ms']:.2f}x", f"{found['max_relative_weight_diff']:.1e}",
+                           found["graphs"], f"{found['syncs_per_step']:g}"])
+        print(f"{spec}: cuda graphs {found}", flush=True)
+    print(markdown_table(["net", "eager ms/iter", "graphed ms/iter", "speed-up", "max relative weight diff",
+                          "graphs", "host syncs per replayed step"], graph_rows))
     if args.out:
         args.out.write_text(json.dumps({"device": torch.cuda.get_device_name(device), "torch": torch.__version__,
-                                        "nets": report, "attention": kernels}, indent=2))
+                                        "nets": report, "attention": kernels, "cuda_graphs": graphs}, indent=2))
     return 0
 
 

@@ -28,3 +28,9 @@ def test_the_real_loop_is_counted_without_its_epoch_end(tmp_path, monkeypatch, l
     assert counted == {}  # no CUDA here: nothing to count, but the loop ran
     assert modes_seen == {"batch": {"default", "warn"}, "epoch end": {"default"}}  # warm-up epoch, then counted
     assert trainer.iteration == 1 + 2 * 3 and mode[0] == "default"
+
+
+def test_the_cuda_graph_check_reports_a_refusal(tmp_path, load_script):
+    gpu_check = load_script(SCRIPT)
+    found = gpu_check.check_cuda_graphs("sagan_32", 2, 1, torch.device("cpu"), tmp_path)
+    assert found == {"refused": ["training on cpu: CUDA graphs need a CUDA device"]}
