@@ -54,6 +54,7 @@ MODULES = [
     "torchgan_sagan.trainer.checkpoints",
     "torchgan_sagan.trainer.monitoring",
     "torchgan_sagan.trainer.deferred_logging",
+    "torchgan_sagan.trainer.cuda_graphs",
     "torchgan_sagan.trainer.distributed",
     "torchgan_sagan.trainer.sharding",
     "torchgan_sagan.trainer.torchgan_fixes",
