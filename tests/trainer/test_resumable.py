@@ -68,6 +68,17 @@ def test_a_run_killed_after_a_mid_epoch_checkpoint_resumes_exactly(runs, tmp_pat
     assert all(torch.equal(alone[k], weights[k]) for k in alone), [k for k in alone if not torch.equal(alone[k], weights[k])]
 
 
+def test_the_graph_ready_iteration_resumes_to_the_same_weights(runs, tmp_path):
+    from torchgan_sagan.trainer.cuda_graphs import GraphedIterations
+
+    alone, cut = runs
+    resumed = _resume(cut, tmp_path)
+    resumed.graphed = GraphedIterations(resumed, capture=False)  # the iteration CUDA graphs capture, run eagerly
+    resumed(_batches())
+    weights = _weights(resumed)
+    assert resumed.iteration == 12 and all(torch.equal(alone[k], weights[k]) for k in alone)
+
+
 def test_without_the_generator_states_the_same_resume_differs(runs, tmp_path):
     """The check above can fail: the noise of the continuation comes from the checkpoint."""
     alone, cut = runs
