@@ -48,6 +48,7 @@ from torchgan.models import Discriminator, Generator
 
 from .. import losses as package_losses
 from ..models.ema import WeightEMA
+from .torchgan_fixes import squared_gradient_norm
 
 __all__ = ["GraphedIterations", "GraphedTraining", "graph_refusals", "make_capturable", "WARMUP_ITERATIONS"]
 
@@ -118,11 +119,8 @@ def make_capturable(optimizer: torch.optim.Optimizer) -> None:
 def _gradient_sum(net: torch.nn.Module, eps: float = 1e-5) -> Optional[torch.Tensor]:
     """The squared gradient norm of ``net`` that torchgan logs (as the package's
     ``update_grads`` computes it), ``None`` without gradients."""
-    grads = [p.grad for p in net.parameters() if p.grad is not None]
-    if not grads:
-        return None
-    total = torch.stack(torch._foreach_norm(grads)).double().pow(2).sum()
-    return torch.where(total > eps, total, 0.0)
+    total = squared_gradient_norm(net)
+    return None if total is None else torch.where(total > eps, total, 0.0)
 
 
 class GraphedIterations:
@@ -182,9 +180,8 @@ class GraphedIterations:
     def applies(self) -> bool:
         """Whether this iteration (the trainer's current batch) can run here."""
         t = self.trainer
-        if self.real is None:
-            return t.real_inputs.dim() == 4 and self._prepare()
-        fits = t.real_inputs.shape == self.real.shape and (t.labels is None) == (self.labels is None)
+        fits = self.real is None or (t.real_inputs.shape == self.real.shape
+                                     and (t.labels is None) == (self.labels is None))
         return fits and self._prepare()
 
     # -- the iteration -----------------------------------------------------------------

@@ -175,15 +175,23 @@ def _fix_checkpoint_writes() -> None:
         _base_trainer.torch = _ModuleView(torch, save=atomic_save)
 
 
+def squared_gradient_norm(model) -> "torch.Tensor | None":
+    """The sum of the squared gradients of ``model`` as a float64 device scalar, the
+    value torchgan logs; ``None`` where no parameter has a gradient."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return None
+    norms = torch._foreach_norm(grads)  # one launch for all tensors
+    return torch.stack(norms).double().pow(2).sum()  # one cast for all norms
+
+
 def _update_grads(self, name, model, eps=1e-5):
     """torchgan's ``GradientVisualize.update_grads`` with one host read per net, or none
     where the logger reads its logs back later (``deferred``, see
     :mod:`torchgan_sagan.trainer.deferred_logging`)."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if not grads:
+    gradsum = squared_gradient_norm(model)
+    if gradsum is None:
         return
-    norms = torch._foreach_norm(grads)  # one launch for all tensors
-    gradsum = torch.stack(norms).double().pow(2).sum()  # one cast for all norms
     if getattr(self, "deferred", False):
         # Kept on the device; zeroing gradients below eps too changes nothing, since
         # every training step zeroes its optimizer's gradients before its backward.
