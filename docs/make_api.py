@@ -22,7 +22,9 @@ MODULES = [
     # the floors of the package, from the bottom up (see torchgan_sagan/__init__.py)
     "torchgan_sagan.checks",
     "torchgan_sagan.files",
-    "torchgan_sagan.layers",
+    "torchgan_sagan.layers.attention",
+    "torchgan_sagan.layers.spectral_norm",
+    "torchgan_sagan.layers.conditional",
     "torchgan_sagan.losses",
     "torchgan_sagan.augment",
     "torchgan_sagan.models.generator",

@@ -7,8 +7,8 @@ and registers the named configs of :mod:`torchgan_sagan.recipe.presets`. Nothing
 happens at import time.
 
 The layout, from the bottom up: ``checks.py`` (argument checks) and ``files.py``
-(atomic writes, the classes a checkpoint may hold); ``layers.py``, ``losses.py`` and
-``augment.py``; ``models/`` (the nets, their options, the moving average); ``data/``;
+(atomic writes, the classes a checkpoint may hold); ``layers/`` (attention, spectral
+norm, conditional BatchNorm), ``losses.py`` and ``augment.py``; ``models/`` (the nets, their options, the moving average); ``data/``;
 ``metrics/``; ``visualize.py``; ``recipe/`` (configs, presets, registry, flags);
 ``trainer/``; and the commands ``generate.py``, ``evaluate.py`` and ``export.py``
 (``python -m torchgan_sagan.generate`` ...). Each imports only from those before it.

@@ -1,11 +1,4 @@
-r"""Layers: the SAGAN self-attention block, class-conditional BatchNorm, and the
-spectral-norm helpers.
-
-Spectral normalization is chosen in one place, :func:`spectral_norm`, which uses
-``torch.nn.utils.parametrizations.spectral_norm``. In training mode each forward runs
-one power iteration; in eval mode the estimate is frozen, so evaluation changes no
-state.
-"""
+r"""The SAGAN self-attention block, :class:`SelfAttention2d`."""
 
 from __future__ import annotations
 
@@ -14,23 +7,11 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils import parametrize
 
-from .checks import check_choice, check_positive_int
+from ..checks import check_choice, check_positive_int
+from .spectral_norm import apply_spectral_norm
 
-__all__ = [
-    "SelfAttention2d",
-    "ConditionalBatchNorm2d",
-    "ConditionalSequential",
-    "ATTENTION_LAYOUTS",
-    "spectral_norm",
-    "apply_spectral_norm",
-    "spectral_norm_of",
-    "refresh_spectral_norm",
-]
-
-#: Layer types that :func:`apply_spectral_norm` normalizes.
-SPECTRAL_NORM_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
+__all__ = ["SelfAttention2d", "ATTENTION_LAYOUTS", "needs_one_head_width"]
 
 #: ``"torchgan"``: the layout of ``torchgan.layers.SelfAttention2d`` (value keeps all
 #: C channels, no pooling, no output projection; same parameter names, so its
@@ -38,62 +19,6 @@ SPECTRAL_NORM_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 #: C/2, keys and values max-pooled 2x2, a 1x1 output projection back to C).
 ATTENTION_LAYOUTS = ("torchgan", "official")
 
-
-def spectral_norm(module: nn.Module, *, n_power_iterations: int = 1) -> nn.Module:
-    """Spectrally normalize ``module.weight`` with torch's parametrization, over the
-    weight's first dimension for every layer type.
-
-    For a convolution that is the matrix of Miyato et al. (out channels x in channels
-    * k * k). A transposed convolution with weight (C_in, C_out, k, k) is the adjoint
-    of the convolution with that same weight, and a map and its adjoint have the same
-    norm, so its matrix is (C_in x C_out * k * k): ``dim=0`` as well, as
-    ``torchgan.layers.SpectralNorm2d`` has it. torch's own default for transposed
-    convolutions, ``dim=1``, normalizes the (C_out x C_in * k * k) matrix instead,
-    which on a generator's output layer (C_out of 1 or 3) holds the whole kernel to
-    about unit length: on the tutorial network it cost FID 24.99 against 18.50
-    (docs/results.md).
-    """
-    return nn.utils.parametrizations.spectral_norm(
-        module, n_power_iterations=n_power_iterations, dim=0
-    )
-
-
-def spectral_norm_of(module: nn.Module) -> Optional[nn.Module]:
-    """The spectral-norm parametrization on ``module.weight``, or ``None``."""
-    if not parametrize.is_parametrized(module, "weight"):
-        return None
-    for p in module.parametrizations.weight:
-        if hasattr(p, "_u") and hasattr(p, "_v"):
-            return p
-    return None
-
-
-def apply_spectral_norm(net: nn.Module) -> nn.Module:
-    """Spectrally normalize every conv, transposed conv, linear and embedding in ``net``
-    not normalized yet (so the call is idempotent); return ``net``."""
-    for m in list(net.modules()):
-        if isinstance(m, SPECTRAL_NORM_TYPES) and spectral_norm_of(m) is None:
-            spectral_norm(m)
-    return net
-
-
-@torch.no_grad()
-def refresh_spectral_norm(net: nn.Module, iterations: int = 15) -> None:
-    """Re-estimate the top singular vectors after weights were changed in place.
-
-    ``weight`` is recomputed by its parametrization on every access, and in training
-    mode each recomputation runs one power iteration; this runs ``iterations`` of them
-    for every normalized layer of ``net`` and restores the previous mode.
-    """
-    for m in net.modules():
-        sn = spectral_norm_of(m)
-        if sn is None:
-            continue
-        was_training = sn.training
-        sn.train()
-        for _ in range(iterations):
-            m.weight  # noqa: B018 (the access runs a power iteration)
-        sn.train(was_training)
 
 
 def needs_one_head_width(device: torch.device, dtype: torch.dtype) -> bool:
@@ -249,63 +174,3 @@ class SelfAttention2d(nn.Module):
         if return_attn:
             return out, attn
         return out
-
-
-class ConditionalBatchNorm2d(nn.Module):
-    r"""BatchNorm whose scale and shift depend on the class: conditional BatchNorm.
-
-    Used by the class-conditional SAGAN generator (the paper's ImageNet model, after
-    de Vries et al. 2017 and Miyato & Koyama 2018). The features are normalized with
-    shared batch statistics, then
-
-    .. math:: y = \gamma_{c} \odot \hat{x} + \beta_{c}
-
-    with one gain and one bias vector per class ``c``, starting at 1 and 0 (so at
-    initialization the layer is a plain BatchNorm). The per-class tables are plain
-    parameters, not spectrally normalized.
-
-    Args:
-        num_features: channels C of the input (B, C, H, W).
-        num_classes: number of classes; labels are integers in ``[0, num_classes)``.
-    """
-
-    takes_labels = True
-
-    def __init__(self, num_features: int, num_classes: int) -> None:
-        super().__init__()
-        self.num_features = check_positive_int("num_features", num_features)
-        self.num_classes = check_positive_int("num_classes", num_classes)
-        self.bn = nn.BatchNorm2d(num_features, affine=False)
-        self.gain = nn.Parameter(torch.ones(num_classes, num_features))
-        self.bias = nn.Parameter(torch.zeros(num_classes, num_features))
-
-    def reset_parameters(self) -> None:
-        self.bn.reset_running_stats()
-        with torch.no_grad():
-            self.gain.fill_(1.0)
-            self.bias.zero_()
-
-    def extra_repr(self) -> str:
-        return f"num_features={self.num_features}, num_classes={self.num_classes}"
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.bn(x)  # (B, C, H, W)
-        gain = self.gain[labels][:, :, None, None].to(h.dtype)  # (B, C, 1, 1), in the activations' dtype
-        bias = self.bias[labels][:, :, None, None].to(h.dtype)  # (B, C, 1, 1)
-        return h * gain + bias
-
-
-def run_layer(layer: nn.Module, x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
-    """Run one layer: a layer with ``takes_labels`` (conditional BatchNorm, residual
-    blocks) gets the labels too, any other only ``x``."""
-    return layer(x, labels) if getattr(layer, "takes_labels", False) else layer(x)
-
-
-class ConditionalSequential(nn.Sequential):
-    """``nn.Sequential`` that hands ``labels`` to its layers with ``takes_labels``
-    (:func:`run_layer`): ``forward(x, labels)``."""
-
-    def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        for layer in self:
-            x = run_layer(layer, x, labels)
-        return x

@@ -5,15 +5,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torchgan.layers import SelfAttention2d as TorchganSelfAttention2d
 
-from torchgan_sagan.layers import (
-    ConditionalBatchNorm2d,
-    ConditionalSequential,
-    SelfAttention2d,
-    _fused_attention,
-    apply_spectral_norm,
-    refresh_spectral_norm,
-    spectral_norm_of,
-)
+from torchgan_sagan.layers import SelfAttention2d
+from torchgan_sagan.layers.attention import _fused_attention
 
 LAYOUTS = ["torchgan", "official"]
 
@@ -175,129 +168,6 @@ def test_wrong_input_channels_is_a_value_error():
         SelfAttention2d(16)(torch.randn(1, 8, 4, 4))
 
 
-def _top_singular_value(module):
-    """Of the matrix spectral norm normalizes: (first dim x the rest), for a transposed
-    convolution (C_in x C_out * k * k) too."""
-    w = module.weight
-    return torch.linalg.matrix_norm(w.reshape(w.size(0), -1), ord=2).item()
-
-
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda: nn.Conv2d(8, 16, 3),
-        lambda: nn.ConvTranspose2d(16, 8, 4),
-        lambda: nn.Linear(12, 5),
-        lambda: nn.Conv2d(16, 2, 1),
-    ],
-    ids=["conv", "conv_transpose", "linear", "conv1x1"],
-)
-def test_spectral_norm_top_singular_value_is_one(make):
-    module = make()
-    with torch.no_grad():
-        module.weight.mul_(5.0)
-    assert _top_singular_value(module) > 2
-    apply_spectral_norm(module)
-    module.train()
-    for _ in range(30):  # one power iteration per training forward
-        module(torch.randn(2, *_input_shape(module)))
-    assert _top_singular_value(module) == pytest.approx(1.0, abs=1e-2)
-
-
-def _input_shape(module):
-    if isinstance(module, nn.Linear):
-        return (module.in_features,)
-    return (module.in_channels, 6, 6)
-
-
-def test_transposed_convolution_is_normalized_like_the_convolution_it_is_the_adjoint_of():
-    weight = torch.randn(16, 8, 4, 4) * 3
-    transposed = nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1, bias=False)  # weight (C_in, C_out, k, k)
-    conv = nn.Conv2d(8, 16, 4, stride=2, padding=1, bias=False)  # the same tensor as (out, in, k, k)
-    for m in (transposed, conv):
-        with torch.no_grad():
-            m.weight.copy_(weight)
-        apply_spectral_norm(m)
-        refresh_spectral_norm(m, iterations=50)
-    assert torch.allclose(transposed.weight, conv.weight, atol=1e-4)
-    # The two are adjoint maps: <T x, y> = <x, C y>, so they share their norm.
-    x, y = torch.randn(1, 16, 5, 5), torch.randn(1, 8, 10, 10)
-    assert torch.allclose((transposed(x) * y).sum(), (x * conv(y)).sum(), rtol=1e-4, atol=1e-4)
-
-
-def test_generator_output_layer_is_not_held_to_a_unit_length_kernel():
-    # torch's default for transposed convolutions (dim=1) would normalize the (1 x 256)
-    # matrix of a 1-channel output layer: the whole kernel to length 1.
-    from torchgan_sagan import SAGANGenerator
-
-    last = SAGANGenerator(8, 32, 1, 16).model[-2]
-    assert isinstance(last, nn.ConvTranspose2d) and last.weight.shape == (16, 1, 4, 4)
-    assert _top_singular_value(last) == pytest.approx(1.0, abs=1e-2)
-    assert last.weight.norm() > 1.5
-
-
-def test_spectral_norm_is_frozen_in_eval_mode():
-    conv = apply_spectral_norm(nn.Conv2d(4, 8, 3))
-    sn = spectral_norm_of(conv)
-    x = torch.randn(2, 4, 6, 6)
-    conv.eval()
-    u = sn._u.clone()
-    first = conv(x)
-    for _ in range(3):
-        assert torch.equal(conv(x), first)
-    assert torch.equal(sn._u, u)
-    conv.train()
-    conv(x)
-    assert not torch.equal(sn._u, u)
-
-
-def test_apply_spectral_norm_is_idempotent_and_covers_attention():
-    layer = SelfAttention2d(16, layout="official", spectral_norm=True)
-    apply_spectral_norm(layer)
-    for conv in (layer.query, layer.key, layer.value, layer.out):
-        assert spectral_norm_of(conv) is not None
-        assert len(conv.parametrizations.weight) == 1
-
-
-def test_refresh_spectral_norm_after_in_place_weight_change():
-    conv = apply_spectral_norm(nn.Conv2d(8, 8, 3)).eval()
-    with torch.no_grad():
-        conv.parametrizations.weight.original.copy_(torch.randn(8, 8, 3, 3) * 3)
-    refresh_spectral_norm(conv)
-    assert not conv.parametrizations.weight[0].training
-    assert _top_singular_value(conv) == pytest.approx(1.0, abs=1e-2)
-
-
-def test_conditional_batchnorm_starts_as_batchnorm_and_conditions_per_class():
-    x = torch.randn(6, 4, 3, 3)
-    labels = torch.tensor([0, 1, 2, 0, 1, 2])
-    cbn = ConditionalBatchNorm2d(4, 3)
-    plain = nn.BatchNorm2d(4, affine=False)
-    assert torch.allclose(cbn(x, labels), plain(x), atol=1e-6)
-    with torch.no_grad():
-        cbn.gain[1] = 2.0
-        cbn.bias[2] = -1.0
-    y, normed = cbn(x, labels), plain(x)
-    assert torch.allclose(y[labels == 0], normed[labels == 0], atol=1e-6)
-    assert torch.allclose(y[labels == 1], 2 * normed[labels == 1], atol=1e-6)
-    assert torch.allclose(y[labels == 2], normed[labels == 2] - 1, atol=1e-6)
-
-
-def test_conditional_sequential_hands_labels_to_conditional_layers_only():
-    seq = ConditionalSequential(nn.Conv2d(2, 4, 1), ConditionalBatchNorm2d(4, 5), nn.ReLU())
-    with torch.no_grad():
-        seq[1].bias[4] = 10.0
-    out = seq(torch.randn(3, 2, 2, 2), torch.tensor([4, 4, 0]))
-    assert (out[:2] > 5).all() and (out[2] < 5).all()
-    assert ConditionalSequential(nn.ReLU())(torch.tensor([-1.0])).item() == 0.0  # no labels needed
-
-
-def test_conditional_batchnorm_tables_are_not_spectrally_normalized():
-    net = apply_spectral_norm(ConditionalSequential(nn.Conv2d(2, 4, 1), ConditionalBatchNorm2d(4, 5)))
-    assert spectral_norm_of(net[0]) is not None
-    assert {n for n, _ in net[1].named_parameters()} == {"gain", "bias"}
-
-
 def test_padding_only_where_the_kernel_needs_one_head_width():
     from torchgan_sagan.layers import needs_one_head_width
 
@@ -309,7 +179,7 @@ def test_padding_only_where_the_kernel_needs_one_head_width():
 def test_unpadded_fused_attention_is_the_same_function(monkeypatch):
     """The path taken where the kernel accepts two widths (float32 on CUDA) computes
     what the padded one does; here on the CPU's math kernel."""
-    import torchgan_sagan.layers as layers
+    import torchgan_sagan.layers.attention as layers
 
     layer = SelfAttention2d(32, layout="official")
     with torch.no_grad():
