@@ -11,12 +11,15 @@ One forward + backward pass on an input of shape (B, C, H, H), loss = sum:
 Implementations: ``torchgan`` (torchgan 0.1.0's layer), ``ours`` (this package's layer
 in torchgan's layout: the same projections and parameters, fused kernel), and
 ``ours-official`` (the paper's layout that the SAGAN nets use: value at C/2, keys and
-values pooled 2x2). Sizes in ``--ours-only-sizes`` run without torchgan's layer, whose
+values pooled 2x2), both with the fused kernel; ``ours-explicit`` and
+``ours-official-explicit`` build the map instead (``fused="off"``): where the two cross
+on a CPU is what ``fused="auto"`` goes by (``--impls`` picks a subset). Sizes in ``--ours-only-sizes`` run without torchgan's layer, whose
 N x N map would not fit (128x128 at batch 64: 64 GiB per map).
 
     python benchmarks/attention.py
     python benchmarks/attention.py --channels 64 --sizes 64 --batch 64 --device cuda
     python benchmarks/attention.py --out benchmarks/results/attention.json
+    python benchmarks/attention.py --impls ours-official ours-official-explicit --channels 32 64 --sizes 8 16 32 --batch 20 --ours-only-sizes
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import interleaved_times, machine_description, markdown_table, peak_memory, pick_device  # noqa: E402
 
-IMPLS = ("torchgan", "ours", "ours-official")
+IMPLS = ("torchgan", "ours", "ours-official", "ours-explicit", "ours-official-explicit")
 
 
 def build(impl: str, channels: int, device: torch.device) -> torch.nn.Module:
@@ -42,7 +45,8 @@ def build(impl: str, channels: int, device: torch.device) -> torch.nn.Module:
     else:
         from torchgan_sagan import SelfAttention2d
 
-        layer = SelfAttention2d(channels, layout="official" if impl == "ours-official" else "torchgan")
+        layer = SelfAttention2d(channels, layout="official" if "official" in impl else "torchgan",
+                                fused="off" if impl.endswith("explicit") else "on")
     with torch.no_grad():
         layer.gamma.fill_(0.5)  # gamma starts at 0; let the attention path count
     return layer.to(device)
@@ -75,6 +79,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ours-only-sizes", type=int, nargs="*", default=[128])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS[:3]))
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
@@ -82,7 +87,8 @@ def main(argv=None) -> int:
 
     print(f"# attention forward+backward, batch {args.batch}, {machine_description(device)}")
     rows, table = [], []
-    plan = [(s, IMPLS) for s in args.sizes] + [(s, IMPLS[1:]) for s in args.ours_only_sizes]
+    ours_only = [i for i in args.impls if i != "torchgan"]
+    plan = [(s, args.impls) for s in args.sizes] + [(s, ours_only) for s in args.ours_only_sizes]
     for c in args.channels:
         for size, impls in plan:
             times, memory = measure(impls, c, size, args.batch, args.repeats, device)

@@ -165,11 +165,11 @@ def check_attention_kernels() -> list:
                 layer.gamma.fill_(1.0)
             x = torch.randn(4, 64, 16, 16, device="cuda")
             with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+                layer.fused = "on"
                 with sdpa_kernel([backend]):
                     fused = layer(x)
-                layer.fused = False
+                layer.fused = "off"
                 explicit = layer(x)
-                layer.fused = True
             err = (fused.float() - explicit.float()).abs().max().item()
             rows.append([layout, str(dtype).replace("torch.", ""), backend.name, str(fused.dtype).replace("torch.", ""),
                          f"{err:.1e}"])

@@ -118,18 +118,18 @@ def build(spec: str, batch: int, step_channels: int, device: torch.device, workd
 def count_flops(trainer: Trainer, step, explicit_attention: bool = False) -> int:
     """FLOPs of one training ``step`` of ``trainer``; with ``explicit_attention`` our attention layers run
     unfused (no padded queries and keys) while counting, then are switched back."""
-    layers = [m for name in trainer.model_names for m in getattr(trainer, name).modules()
-              if isinstance(m, SelfAttention2d) and m.fused] if explicit_attention else []
+    layers = {m: m.fused for name in trainer.model_names for m in getattr(trainer, name).modules()
+              if isinstance(m, SelfAttention2d)} if explicit_attention else {}
     for m in layers:
-        m.fused = False
+        m.fused = "off"
     try:
         counter = FlopCounterMode(display=False)
         with counter:
             step()
         return counter.get_total_flops()
     finally:
-        for m in layers:
-            m.fused = True
+        for m, mode in layers.items():
+            m.fused = mode
 
 
 def profile_table(step, device: torch.device, rows: int) -> str:

@@ -5,6 +5,7 @@ from torchgan import losses as tg
 from torchgan.losses import DiscriminatorLoss, GeneratorLoss
 from torchgan.trainer import Trainer
 
+from torchgan_sagan.layers import spectral_norm_of
 from torchgan_sagan import train_step
 from torchgan_sagan.losses import WassersteinDiscriminatorLoss, WassersteinGeneratorLoss
 from torchgan_sagan import (
@@ -212,13 +213,18 @@ def test_the_discriminator_step_normalizes_each_weight_once_and_builds_no_graph_
     torch.manual_seed(0)
     g, d = SAGANGenerator(8, 16, 3, 8), SAGANDiscriminator(16, 3, 8)
     norms = [m for m in d.modules() if type(m).__name__ == "_SpectralNorm"]
-    calls, fakes = [], []
-    for m in norms:
-        m.register_forward_hook(lambda module, args, out: calls.append(module))
+    # After exactly one power iteration, u = normalize(W v) of the weights and v before it.
+    originals = [m.parametrizations.weight.original for m in d.modules() if spectral_norm_of(m) is not None]
+    expected = [torch.nn.functional.normalize(w.detach().flatten(1) @ sn._v, dim=0, eps=sn.eps)
+                for w, sn in zip(originals, norms)]
+    fakes = []
     g.register_forward_hook(lambda module, args, out: fakes.append(out))
     optimizer = Adam(d.parameters(), lr=1e-4, betas=(0.0, 0.9))
     loss = HingeDiscriminatorLoss().train_ops(g, d, optimizer, torch.rand(4, 3, 16, 16) * 2 - 1, torch.device("cpu"))
-    assert norms and len(calls) == len(norms)  # one power iteration per weight for D(real) and D(fake)
+    # one power iteration per weight for D(real) and D(fake)
+    assert norms and len(norms) == len(originals)
+    for sn, u in zip(norms, expected):
+        torch.testing.assert_close(sn._u, u, rtol=1e-5, atol=1e-6)
     assert len(fakes) == 1 and fakes[0].grad_fn is None
     assert all(p.grad is not None for p in d.parameters()) and all(p.grad is None for p in g.parameters())
     assert loss.shape == () and not loss.requires_grad

@@ -190,8 +190,8 @@ def test_every_config_field_is_reachable_or_explicitly_excluded():
 
 
 def test_config_flags_reach_the_config():
-    args = celeba.parse_args(["--g-lr", "3e-4", "--no-attn-fused", "--ema", "0.9", "--g-attn-resolutions", "8"])
-    assert config_overrides(args) == {"g_lr": 3e-4, "attn_fused": False, "ema_decay": 0.9,
+    args = celeba.parse_args(["--g-lr", "3e-4", "--attn-fused", "off", "--ema", "0.9", "--g-attn-resolutions", "8"])
+    assert config_overrides(args) == {"g_lr": 3e-4, "attn_fused": "off", "ema_decay": 0.9,
                                       "g_attn_resolutions": [8]}
 
 

@@ -55,7 +55,7 @@ def test_variant_options_set_config_fields(load_script):
                                                                                     "wasserstein")
     cond = harness.build_config("cond+diffaug", 32, 16)
     assert (cond.num_classes, cond.diffaugment) == (10, "color,translation,cutout")
-    assert harness.build_config("hinge+unfused", 32, 16).attn_fused is False
+    assert harness.build_config("hinge+unfused", 32, 16).attn_fused == "off"
     ls = harness.build_config("least_squares+d2", 32, 16)
     assert (ls.loss, ls.ncritic, ls.g_lr) == ("least_squares", 2, 4e-4)
 

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -5,14 +7,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torchgan.layers import SelfAttention2d as TorchganSelfAttention2d
 
-from torchgan_sagan.layers import SelfAttention2d
-from torchgan_sagan.layers.attention import _fused_attention
+from torchgan_sagan.layers import SelfAttention2d, spectral_norm_of
+from torchgan_sagan.layers.attention import CPU_EXPLICIT_MAX_ENTRIES, _fused_attention, fused_kernel_pays
 
 LAYOUTS = ["torchgan", "official"]
 
 
-def _attention(layout, channels=16, **kwargs):
-    layer = SelfAttention2d(channels, layout=layout, **kwargs)
+def _attention(layout, channels=16, fused="on", **kwargs):
+    layer = SelfAttention2d(channels, layout=layout, fused=fused, **kwargs)
     with torch.no_grad():
         layer.gamma.fill_(0.7)  # gamma starts at 0; make the attention path count
     return layer
@@ -188,3 +190,123 @@ def test_unpadded_fused_attention_is_the_same_function(monkeypatch):
     padded = layer(x)
     monkeypatch.setattr(layers, "needs_one_head_width", lambda device, dtype: False)
     assert torch.allclose(layer(x), padded, atol=1e-5)
+
+
+def _reference_forward(layer, x):
+    """The layer as it computed before its projections were stacked: three separate 1x1
+    convolutions (each weight read through its own parametrization), keys and values
+    pooled one after the other, the output convolution, then ``x + gamma * o``."""
+    b, c, h, w = x.shape
+    pool = nn.MaxPool2d(2, ceil_mode=True) if layer.layout == "official" else nn.Identity()
+    q = layer.query(x).flatten(2).transpose(1, 2)  # (B, N, C_qk)
+    k = pool(layer.key(x)).flatten(2).transpose(1, 2)  # (B, N_k, C_qk)
+    v = pool(layer.value(x)).flatten(2).transpose(1, 2)  # (B, N_k, C_v)
+    o = torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v  # (B, N, C_v)
+    o = layer.out(o.transpose(1, 2).reshape(b, layer.value_dims, h, w))  # (B, C, H, W)
+    return x + layer.gamma * o
+
+
+def _run(layer, forward, x, steps=3):
+    """Training-mode passes (each one power iteration per weight), the last one backward."""
+    x = x.clone().requires_grad_(True)
+    for _ in range(steps):
+        out = forward(layer, x)
+    (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    buffers = {n: t.clone() for n, t in layer.named_buffers()}
+    grads = {n: p.grad.clone() for n, p in layer.named_parameters()}
+    return out.detach(), x.grad, buffers, grads
+
+
+@pytest.mark.parametrize("fused", ["on", "off"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("spectral", [True, False])
+def test_the_same_function_as_three_convolutions_forward_backward_and_power_iterations(layout, fused, spectral):
+    torch.manual_seed(0)
+    layer = _attention(layout, channels=32, fused=fused, spectral_norm=spectral)
+    twin = copy.deepcopy(layer)
+    x = torch.randn(3, 32, 8, 6)
+    out, x_grad, buffers, grads = _run(layer, lambda m, t: m(t), x)
+    ref_out, ref_x_grad, ref_buffers, ref_grads = _run(twin, _reference_forward, x)
+    close = dict(rtol=1e-4, atol=1e-5)  # float rounding: sums in another order
+    torch.testing.assert_close(out, ref_out, **close)
+    torch.testing.assert_close(x_grad, ref_x_grad, **close)
+    assert grads.keys() == ref_grads.keys() and buffers.keys() == ref_buffers.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], **close, msg=name)
+    for name in buffers:  # the power iterations' u and v, one pair per weight
+        torch.testing.assert_close(buffers[name], ref_buffers[name], **close, msg=name)
+    if spectral:
+        assert {n for n in buffers if n.endswith("._u")} == {
+            f"{m}.parametrizations.weight.0._u" for m in ("query", "key", "value")
+        } | ({"out.parametrizations.weight.0._u"} if layout == "official" else set())
+
+
+def test_eval_mode_runs_no_power_iteration():
+    layer = _attention("official", spectral_norm=True).eval()
+    before = {n: t.clone() for n, t in layer.named_buffers()}
+    layer(torch.randn(2, 16, 8, 8))
+    assert all(torch.equal(before[n], t) for n, t in layer.named_buffers())
+
+
+def test_state_dict_keys_are_those_of_the_three_convolutions():
+    """Checkpoints written before the projections were stacked load unchanged."""
+    plain = SelfAttention2d(16, layout="official")
+    assert set(plain.state_dict()) == {"gamma", "query.weight", "key.weight", "value.weight", "out.weight"}
+    normalized = SelfAttention2d(16, layout="official", spectral_norm=True)
+    for name in ("query", "key", "value", "out"):
+        assert spectral_norm_of(getattr(normalized, name)) is not None
+        for part in ("original", "0._u", "0._v"):
+            assert f"{name}.parametrizations.weight.{part}" in normalized.state_dict()
+    dropin = SelfAttention2d(16)
+    assert set(dropin.state_dict()) == {"gamma"} | {f"{m}.{p}" for m in ("query", "key", "value")
+                                                    for p in ("weight", "bias")}
+
+
+def test_an_odd_row_and_column_are_keys_too():
+    """7x7 pools to 4x4 keys: position (6, 6) is a key and a value of every query (a
+    floor pooling to 3x3 would drop it, and the output at (0, 0) would not see it)."""
+    torch.manual_seed(0)
+    layer = _attention("official", channels=16)
+    x = torch.randn(1, 16, 7, 7)
+    out, attn = layer(x, return_attn=True)
+    assert attn.shape == (1, 49, 16)
+    changed = x.clone()
+    changed[..., 6, 6] += 5.0
+    assert not torch.allclose(layer(changed)[..., 0, 0], out[..., 0, 0])
+    assert torch.allclose(layer(x), out, atol=1e-5)  # the fused path agrees on odd sizes too
+
+
+class _CountAttentionKernels(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if "scaled_dot_product" in func.__name__:
+            self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("size, fused", [(8, False), (16, True)])
+def test_auto_takes_the_explicit_map_on_small_cpu_maps_and_the_kernel_above(size, fused):
+    layer = _attention("official", fused="auto")
+    x = torch.randn(2, 16, size, size)
+    entries = size * size * (size // 2) ** 2
+    assert (entries > CPU_EXPLICIT_MAX_ENTRIES) == fused
+    with _CountAttentionKernels() as counter:
+        out = layer(x)
+    assert (counter.calls > 0) == fused == layer.uses_fused_kernel(x)
+    layer.fused = "off"
+    assert torch.allclose(layer(x), out, atol=1e-5)
+
+
+def test_auto_always_takes_the_kernel_on_a_gpu_and_modes_are_checked():
+    assert fused_kernel_pays(torch.device("cuda"), 4, 4)
+    assert not fused_kernel_pays(torch.device("cpu"), 4, 4)
+    layer = SelfAttention2d(16)
+    assert layer.fused == "auto"
+    layer.fused = False
+    assert layer.fused == "off" and "fused='off'" in repr(layer)
+    assert SelfAttention2d(16, fused=True).fused == "on"
+    with pytest.raises(ValueError, match="fused"):
+        SelfAttention2d(16, fused="sometimes")

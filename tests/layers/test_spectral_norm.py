@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from torchgan_sagan.layers import SelfAttention2d, apply_spectral_norm, refresh_spectral_norm, spectral_norm_of
+from torchgan_sagan.layers import SelfAttention2d, apply_spectral_norm, refresh_spectral_norm, spectral_norm, spectral_norm_of
+from torchgan_sagan.layers.spectral_norm import normalized_weights
 
 
 def _top_singular_value(module):
@@ -96,3 +97,57 @@ def test_refresh_spectral_norm_after_in_place_weight_change():
     refresh_spectral_norm(conv)
     assert not conv.parametrizations.weight[0].training
     assert _top_singular_value(conv) == pytest.approx(1.0, abs=1e-2)
+
+
+def _normalized_modules():
+    torch.manual_seed(0)
+    return [spectral_norm(m) for m in (nn.Conv2d(12, 3, 1), nn.Conv2d(12, 7, 1), nn.Conv2d(6, 12, 1, bias=False),
+                                       nn.Linear(5, 9))]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_normalized_weights_in_one_batch_equal_each_parametrization_read_alone(training):
+    ours, theirs = _normalized_modules(), _normalized_modules()
+    for m in ours + theirs:
+        m.train(training)
+    for _ in range(3):  # three power iterations in training mode
+        batched = normalized_weights(ours)
+        alone = [m.weight for m in theirs]
+    for a, b in zip(batched, alone):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(ours, theirs):
+        for name in ("_u", "_v"):
+            torch.testing.assert_close(getattr(spectral_norm_of(a), name), getattr(spectral_norm_of(b), name),
+                                       rtol=1e-5, atol=1e-6)
+    # gradients reach each original weight as through the parametrizations
+    sum(w.square().sum() * (i + 1) for i, w in enumerate(batched)).backward()
+    sum(w.square().sum() * (i + 1) for i, w in enumerate(alone)).backward()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.parametrizations.weight.original.grad, b.parametrizations.weight.original.grad,
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_normalized_weights_reads_one_by_one_unless_every_module_has_the_plain_norm():
+    modules = _normalized_modules()[:2] + [nn.Conv2d(12, 3, 1)]
+    weights = normalized_weights(modules)
+    assert weights[2] is modules[2].weight
+    for got, m in zip(weights[:2], modules[:2]):
+        m.eval()
+        torch.testing.assert_close(got, m.weight)  # one power iteration each, as a read
+    modules[0].train()
+    assert torch.allclose(normalized_weights(modules[:1])[0], modules[0].weight, atol=1e-6)
+
+
+def test_inside_the_parametrization_cache_each_weight_is_normalized_once_for_all_calls():
+    modules = _normalized_modules()
+    from torch.nn.utils import parametrize
+
+    before = [spectral_norm_of(m)._u.clone() for m in modules]
+    with parametrize.cached():
+        first = normalized_weights(modules)
+        after_first = [spectral_norm_of(m)._u.clone() for m in modules]
+        second = normalized_weights(modules)
+    assert all(a is b for a, b in zip(first, second))  # the cached tensors
+    assert all(not torch.equal(a, b) for a, b in zip(before, after_first))  # one power iteration ...
+    assert all(torch.equal(spectral_norm_of(m)._u, u) for m, u in zip(modules, after_first))  # ... not two

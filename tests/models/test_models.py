@@ -165,7 +165,7 @@ def test_unfused_discriminator_supports_gradient_penalties():
     grad.norm().backward()
     assert attention.query.parametrizations.weight.original.grad.abs().sum() > 0
 
-    fused = SAGANDiscriminator(16, 3, 8)
+    fused = SAGANDiscriminator(16, 3, 8, attn_fused="on")
     fused.load_state_dict(unfused.state_dict())
     (grad,) = torch.autograd.grad(fused(x).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="not implemented"):

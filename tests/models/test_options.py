@@ -31,7 +31,7 @@ def _id(param):
 NON_DEFAULT = {
     "attn_resolutions": (8,),
     "attn_layout": "torchgan",
-    "attn_fused": False,
+    "attn_fused": "off",
     "channels_last": True,
     "compile": "eager",
     "amp": "bf16",

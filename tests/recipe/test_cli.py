@@ -21,11 +21,11 @@ def test_every_config_field_has_a_flag():
 
 def test_flags_are_typed_from_the_fields():
     args = _parser().parse_args([
-        "--step-channels", "8", "--g-lr", "2e-4", "--betas", "0.5", "0.999", "--no-attn-fused",
+        "--step-channels", "8", "--g-lr", "2e-4", "--betas", "0.5", "0.999", "--attn-fused", "off",
         "--g-attn-resolutions", "8", "16", "--d-attn-resolutions", "--ema", "0.99", "--diffaugment",
         "--compile", "--amp", "bf16", "--loss", "minimax"])
     overrides = config_overrides(args)
-    assert overrides == {"step_channels": 8, "g_lr": 2e-4, "betas": [0.5, 0.999], "attn_fused": False,
+    assert overrides == {"step_channels": 8, "g_lr": 2e-4, "betas": [0.5, 0.999], "attn_fused": "off",
                          "g_attn_resolutions": [8, 16], "d_attn_resolutions": [], "ema_decay": 0.99,
                          "diffaugment": "color,translation,cutout", "compile": True, "amp": "bf16",
                          "loss": "minimax"}
@@ -56,7 +56,7 @@ def test_specs_with_tags():
     assert parse_spec("hinge") == ("hinge", {})
     assert parse_spec("hinge+cl+dropin") == ("hinge", {"channels_last": True, "attn_layout": "torchgan"})
     assert parse_spec("x+unfused+bf16+compile+diffaug", ["x"]) == (
-        "x", {"attn_fused": False, "amp": "bf16", "compile": True, "diffaugment": "color,translation,cutout"})
+        "x", {"attn_fused": "off", "amp": "bf16", "compile": True, "diffaugment": "color,translation,cutout"})
     extra = {"ema": {"ema_decay": 0.995, "ema_start": 200}, "cl": {"channels_last": False}}
     assert parse_spec("hinge+ema+cl", extra_tags=extra) == (
         "hinge", {"ema_decay": 0.995, "ema_start": 200, "channels_last": False})

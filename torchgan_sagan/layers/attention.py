@@ -2,16 +2,17 @@ r"""The SAGAN self-attention block, :class:`SelfAttention2d`."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checks import check_choice, check_positive_int
-from .spectral_norm import apply_spectral_norm
+from .spectral_norm import apply_spectral_norm, normalized_weights
 
-__all__ = ["SelfAttention2d", "ATTENTION_LAYOUTS", "needs_one_head_width"]
+__all__ = ["SelfAttention2d", "ATTENTION_LAYOUTS", "FUSED_MODES", "fused_mode", "fused_kernel_pays",
+           "needs_one_head_width"]
 
 #: ``"torchgan"``: the layout of ``torchgan.layers.SelfAttention2d`` (value keeps all
 #: C channels, no pooling, no output projection; same parameter names, so its
@@ -19,7 +20,32 @@ __all__ = ["SelfAttention2d", "ATTENTION_LAYOUTS", "needs_one_head_width"]
 #: C/2, keys and values max-pooled 2x2, a 1x1 output projection back to C).
 ATTENTION_LAYOUTS = ("torchgan", "official")
 
+#: How the layer computes ``softmax(q k^T) v``: ``"on"``, PyTorch's fused kernel (no
+#: N x N_k map, first derivatives only); ``"off"``, the explicit map (differentiable
+#: twice, as gradient penalties need); ``"auto"``, whichever :func:`fused_kernel_pays`
+#: picks for the device and the map's size.
+FUSED_MODES = ("auto", "on", "off")
 
+#: On a CPU the explicit map is used up to this many entries per image (N * N_k) and
+#: the fused kernel above: ``python benchmarks/attention.py --fused-vs-explicit``
+#: (docs/performance.md) measured where the fused kernel starts to win.
+CPU_EXPLICIT_MAX_ENTRIES = 4096
+
+
+def fused_mode(fused: Union[bool, str]) -> str:
+    """``True``/``False`` (the older spelling) or one of :data:`FUSED_MODES` -> the mode."""
+    if isinstance(fused, bool):
+        return "on" if fused else "off"
+    return check_choice("fused", fused, FUSED_MODES)
+
+
+def fused_kernel_pays(device: torch.device, n_queries: int, n_keys: int) -> bool:
+    """What ``"auto"`` picks: on a GPU always the fused kernel (it never builds the map,
+    which is what decides memory there); on a CPU the explicit map up to
+    :data:`CPU_EXPLICIT_MAX_ENTRIES` entries per image, where building it is cheap."""
+    if device.type != "cpu":
+        return True
+    return n_queries * n_keys > CPU_EXPLICIT_MAX_ENTRIES
 
 def needs_one_head_width(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether the fused attention kernel for ``device`` and ``dtype`` needs query, key
@@ -38,16 +64,17 @@ def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     ``scaled_dot_product_attention`` silently falls back to its math kernel, which
     builds the map), zero columns are appended to q and k, or v: that leaves every dot
     product q_i . k_j and every output column unchanged. The kernels also need unit
-    stride along the channels, hence ``contiguous``.
+    stride along the channels; a slice along them is copied only where it lacks it.
     """
     d_v = v.size(-1)
     same = needs_one_head_width(q.device, q.dtype)
     width = max(q.size(-1), d_v)
 
     def heads(t: torch.Tensor) -> torch.Tensor:
-        if same:
+        if same and t.size(-1) != width:
             t = F.pad(t, (0, width - t.size(-1)))
-        return t.contiguous().unsqueeze(1)
+        unit_stride = t.device.type == "cpu" and t.stride(-1) == 1  # CUDA kernels also want aligned rows
+        return (t if unit_stride else t.contiguous()).unsqueeze(1)
 
     q, k, v = heads(q), heads(k), heads(v)  # (B, 1, N, D), (B, 1, N_k, D), (B, 1, N_k, D)
     # SAGAN uses raw dot products: no 1/sqrt(d) temperature.
@@ -73,16 +100,23 @@ class SelfAttention2d(nn.Module):
     With ``layout="torchgan"`` (default) ``P`` and ``W_o`` are identities and the
     value keeps C channels: the layer replaces ``torchgan.layers.SelfAttention2d``
     under the same constructor and parameter names. With ``layout="official"`` the
-    value has C/2 channels, ``P`` is a 2x2 max-pool (N_k = N/4) and ``W_o`` maps C/2
-    back to C, as in the paper's code; use ``spectral_norm=True`` there, as the paper
-    does.
+    value has C/2 channels, ``P`` is a 2x2 max-pool (N_k = ceil(H/2) * ceil(W/2): an
+    odd row or column is pooled on its own, not dropped) and ``W_o`` maps C/2 back to
+    C, as in the paper's code; use ``spectral_norm=True`` there, as the paper does.
 
-    Unless the map is asked for, the layer calls
-    ``torch.nn.functional.scaled_dot_product_attention`` so that no N x N_k tensor is
-    built (see :func:`_fused_attention`). PyTorch's fused kernels have no second
-    derivative, so a discriminator trained with a gradient penalty (WGAN-GP, DRAGAN),
-    which differentiates its gradient, needs ``fused=False``: the explicit
-    ``softmax(q k^T) v``, which builds the map but can be differentiated twice.
+    The three projections run as one product with their weights stacked, each weight
+    spectrally normalized on its own (its own power iteration and sigma), and keys and
+    values are pooled in one call: the same function as three 1x1 convolutions, with
+    fewer small kernels. The parameters stay in ``query``, ``key``, ``value`` and
+    ``out``, so ``state_dict`` keys are those of torchgan's layer and of earlier
+    versions of this one.
+
+    ``softmax(q k^T) v`` runs either explicitly, building the (N x N_k) map, or
+    through ``torch.nn.functional.scaled_dot_product_attention``, which builds none
+    (see :func:`_fused_attention`); ``fused`` chooses (:data:`FUSED_MODES`).
+    PyTorch's fused kernels have no second derivative, so a discriminator trained with
+    a gradient penalty (WGAN-GP, DRAGAN), which differentiates its gradient, needs
+    ``fused="off"``.
 
     Args:
         input_dims: channels C of the input.
@@ -91,7 +125,8 @@ class SelfAttention2d(nn.Module):
             summing to 1. This builds the map explicitly.
         layout: ``"torchgan"`` or ``"official"`` (see above).
         spectral_norm: spectrally normalize the 1x1 convolutions.
-        fused: use the fused kernel (no N x N_k map, first derivatives only).
+        fused: ``"auto"`` (default), ``"on"`` or ``"off"``; ``True``/``False`` mean
+            ``"on"``/``"off"``.
     """
 
     def __init__(
@@ -102,7 +137,7 @@ class SelfAttention2d(nn.Module):
         *,
         layout: str = "torchgan",
         spectral_norm: bool = False,
-        fused: bool = True,
+        fused: Union[bool, str] = "auto",
     ) -> None:
         super().__init__()
         check_positive_int("input_dims", input_dims)
@@ -132,17 +167,50 @@ class SelfAttention2d(nn.Module):
         self.query = nn.Conv2d(input_dims, output_dims, 1, bias=bias)
         self.key = nn.Conv2d(input_dims, output_dims, 1, bias=bias)
         self.value = nn.Conv2d(input_dims, value_dims, 1, bias=bias)
-        self.pool = nn.MaxPool2d(2) if official else nn.Identity()
+        self.pool = nn.MaxPool2d(2, ceil_mode=True) if official else nn.Identity()
         self.out = nn.Conv2d(value_dims, input_dims, 1, bias=False) if official else nn.Identity()
         self.gamma = nn.Parameter(torch.zeros(1))
         if spectral_norm:
             apply_spectral_norm(self)
 
+    @property
+    def fused(self) -> str:
+        """``"auto"``, ``"on"`` or ``"off"``; set it with any of those or a bool."""
+        return self._fused
+
+    @fused.setter
+    def fused(self, value: Union[bool, str]) -> None:
+        self._fused = fused_mode(value)
+
     def extra_repr(self) -> str:
         return (
             f"input_dims={self.input_dims}, qk_dims={self.qk_dims}, "
-            f"value_dims={self.value_dims}, layout={self.layout!r}, fused={self.fused}"
+            f"value_dims={self.value_dims}, layout={self.layout!r}, fused={self.fused!r}"
         )
+
+    def uses_fused_kernel(self, x: torch.Tensor) -> bool:
+        """Whether a forward on ``x`` (without the map asked for) takes the fused kernel."""
+        if self.fused != "auto":
+            return self.fused == "on"
+        h, w = x.shape[-2:]
+        n_keys = -(-h // 2) * -(-w // 2) if self.layout == "official" else h * w
+        return fused_kernel_pays(x.device, h * w, n_keys)
+
+    def _projections(self, x: torch.Tensor, weights) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q (B, N, C_qk), k (B, N_k, C_qk), v (B, N_k, C_v) of ``x`` (B, C, H, W), given
+        the normalized weights of the query, key and value convolutions."""
+        b, _, h, w = x.shape
+        d = self.qk_dims
+        convs = (self.query, self.key, self.value)
+        weight = torch.cat(weights).flatten(1)  # (2 C_qk + C_v, C)
+        # Positions first: q, k and v come out as the (B, N, width) the products take.
+        qkv = torch.matmul(x.flatten(2).transpose(1, 2), weight.t())  # (B, N, 2 C_qk + C_v)
+        if self.query.bias is not None:
+            bias = torch.cat([conv.bias for conv in convs])  # (2 C_qk + C_v,)
+            qkv = qkv + bias.to(qkv.dtype)
+        kv = qkv[..., d:].unflatten(1, (h, w)).permute(0, 3, 1, 2)  # (B, C_qk + C_v, H, W), channels-last
+        kv = self.pool(kv).flatten(2).transpose(1, 2)  # (B, N_k, C_qk + C_v): one pooling for both
+        return qkv[..., :d], kv[..., :d], kv[..., d:]
 
     def forward(self, x: torch.Tensor, return_attn: Optional[bool] = None):
         """Apply the block; ``return_attn`` overrides the constructor's choice."""
@@ -153,24 +221,30 @@ class SelfAttention2d(nn.Module):
                 f"SelfAttention2d(input_dims={self.input_dims}) expects input of shape "
                 f"(B, {self.input_dims}, H, W), got {tuple(x.shape)}"
             )
-        b, _, h, w = x.shape
+        b, c, h, w = x.shape
         if self.layout == "official" and (h < 2 or w < 2):
             raise ValueError(
                 f"the official layout max-pools keys 2x2 and needs H, W >= 2, got {h}x{w}"
             )
-        q = self.query(x).flatten(2).transpose(1, 2)  # (B, N, C_qk)
-        k = self.pool(self.key(x)).flatten(2).transpose(1, 2)  # (B, N_k, C_qk)
-        v = self.pool(self.value(x)).flatten(2).transpose(1, 2)  # (B, N_k, C_v)
-        if return_attn or not self.fused:
+        # Each projection's own spectral norm (one power iteration each in training),
+        # computed for all of them at once.
+        convs = (self.query, self.key, self.value) + ((self.out,) if self.layout == "official" else ())
+        weights = normalized_weights(convs)
+        q, k, v = self._projections(x, weights[:3])  # (B, N, C_qk), (B, N_k, C_qk), (B, N_k, C_v)
+        if return_attn or not self.uses_fused_kernel(x):
             attn = torch.softmax(q @ k.transpose(1, 2), dim=-1)  # (B, N, N_k)
             o = attn @ v  # (B, N, C_v)
         else:
             o = _fused_attention(q, k, v)  # (B, N, C_v)
-        o = o.transpose(1, 2).reshape(b, self.value_dims, h, w)  # (B, C_v, H, W)
-        o = self.out(o)  # (B, C, H, W)
-        # gamma in the activations' dtype: under bf16 autocast a float32 gamma would
-        # turn everything after this block back into float32.
-        out = x + self.gamma.to(o.dtype) * o  # (B, C, H, W)
+        if self.layout == "official":
+            # gamma scales the (C, C_v) projection rather than the (B, C, H, W) map.
+            out_weight = self.gamma * weights[3].flatten(1)  # (C, C_v)
+            o = torch.matmul(o, out_weight.t())  # (B, N, C)
+        else:
+            # in the activations' dtype: under bf16 autocast a float32 gamma would turn
+            # everything after this block back into float32.
+            o = self.gamma.to(o.dtype) * o  # (B, N, C)
+        out = x + o.transpose(1, 2).unflatten(2, (h, w))  # (B, C, H, W); the view is channels-last
         if return_attn:
             return out, attn
         return out

@@ -32,7 +32,7 @@ import torch.nn as nn
 
 from ..checks import check_amp, check_choice, check_ema, check_positive_int, check_resolutions
 from ..augment import AUGMENTATIONS, parse_policy
-from ..layers import ATTENTION_LAYOUTS
+from ..layers.attention import ATTENTION_LAYOUTS, FUSED_MODES, fused_mode
 
 __all__ = [
     "option",
@@ -95,18 +95,22 @@ class AttentionOptions(OptionGroup):
     attn_resolutions: Optional[Tuple[int, ...]] = option(
         None, "feature-map resolutions followed by self-attention, each one of 4, 8, ..., size // 2; "
               "None: one block at min(32, size // 2), the placement the paper's ablation favours",
-        per_net=True, cli={"type": int, "nargs": "*", "metavar": "RES"})
+        per_net=True, tags={"noattn": ()}, cli={"type": int, "nargs": "*", "metavar": "RES"})
     attn_layout: str = option(
         "official", "'official' (the paper's code: C/8 queries and keys, C/2 values, keys and values "
                     "max-pooled 2x2, a 1x1 output conv) or 'torchgan' (torchgan's SelfAttention2d "
                     "projections: C/8 queries and keys, C values)",
         tags={"official": "official", "dropin": "torchgan"}, cli={"choices": ATTENTION_LAYOUTS})
-    attn_fused: bool = option(
-        True, "attention through PyTorch's fused kernel (no N x N map; first derivatives only, so a "
-              "config runs D's unfused under a gradient-penalty loss)", tags={"unfused": False})
+    attn_fused: Union[bool, str] = option(
+        "auto", "softmax(q k^T) v through PyTorch's fused kernel ('on': no N x N map, first derivatives "
+                "only, so a config runs D's 'off' under a gradient-penalty loss), as the explicit map "
+                "('off'), or 'auto': the explicit map on a CPU where the map is small, the fused kernel "
+                "elsewhere", tags={"unfused": "off", "fused": "on"},
+        cli={"nargs": "?", "const": "on", "choices": FUSED_MODES, "metavar": "MODE"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attn_resolutions", check_resolutions("attn_resolutions", self.attn_resolutions))
+        object.__setattr__(self, "attn_fused", fused_mode(self.attn_fused))
         check_choice("attn_layout", self.attn_layout, ATTENTION_LAYOUTS)
 
 

@@ -49,6 +49,7 @@ from ..losses import (
     WassersteinGeneratorLoss,
 )
 from ..models import BACKBONES, default_attn_resolutions
+from ..layers.attention import fused_mode
 from ..models.options import OPTION_GROUPS, net_options, option, option_fields
 
 __all__ = ["LOSSES", "GRADIENT_PENALTY_LOSSES", "DIVERGENCE_ACTIONS", "RESUME_MAY_CHANGE", "SAGANConfig"]
@@ -101,7 +102,7 @@ DIVERGENCE_ACTIONS = ("stop", "rollback")
 RESUME_MAY_CHANGE = frozenset({
     "epochs", "g_lr", "d_lr", "on_divergence", "max_rollbacks", "checkpoint_every", "retain_checkpoints",
     "sample_size", "source", "g_compile", "d_compile", "g_channels_last", "d_channels_last",
-    "g_attn_fused", "d_attn_fused", "cuda_graphs",
+    "attn_fused", "cuda_graphs",
 })
 
 #: Losses that differentiate D's input gradient, so D's attention cannot be fused.
@@ -181,6 +182,7 @@ class SAGANConfig:
                 resolutions = default_attn_resolutions(self.image_size)
             widths = cls.attention_widths(self.image_size, self.step_channels)
             object.__setattr__(self, key, check_attention(cls.__name__, resolutions, widths, self.step_channels, key))
+        object.__setattr__(self, "attn_fused", fused_mode(self.attn_fused))  # True/False of older configs
         for group in OPTION_GROUPS:  # each group validates its own options
             for net in group.NETS:
                 group(**net_options(self, net, group=group))
@@ -271,7 +273,7 @@ class SAGANConfig:
             **net_options(self, "D"),
         }
         if self.loss in GRADIENT_PENALTY_LOSSES:
-            args["attn_fused"] = False
+            args["attn_fused"] = "off"
         return args
 
     def network_params(self) -> dict:
