@@ -26,12 +26,20 @@ torchgan's ``Trainer`` (its ``train_iter``, so each loss runs its own torchgan
 - ``cond``: class-conditional SAGAN with the hinge loss (config ``sagan_cond_digits_32``:
   conditional BatchNorm in G, projection D), not in the default set; its samples are
   asked for every class in equal shares, and the class accuracy (the share the digit
-  classifier puts in the class asked for) is reported as well.
+  classifier puts in the class asked for) is reported as well;
+- ``resnet``: the paper's residual nets, class-conditional, with the recipe of
+  ``sagan_resnet_cifar_32`` (hinge, 5 D steps per G step, Adam 2e-4, betas (0.5, 0.999)),
+  grayscale; not in the default set.
 
 Any of ours takes ``+`` options that change settings of its config, e.g.
 ``hinge+cl`` (channels-last), ``tutorial-ours+dropin`` (torchgan's attention layout),
-``hinge+ema+diffaug`` (moving average of G, DiffAugment): ``EXTRA_TAGS`` and
-``torchgan_sagan.recipe.cli.TAGS``.
+``hinge+ema+diffaug`` (moving average of G, DiffAugment), ``least_squares+noattn`` (no
+attention layer), ``+gattn`` / ``+dattn`` (attention in one net only): ``EXTRA_TAGS`` and
+``torchgan_sagan.recipe.cli.TAGS``. Does attention help (docs/results.md)::
+
+    python examples/compare_losses.py --variants least_squares least_squares+noattn least_squares+gattn \
+        least_squares+dattn least_squares+attn2 --equal-time --out runs/attention
+    python examples/compare_losses.py --variants resnet resnet+noattn --equal-time --out runs/attention_resnet
 
 With ``--equal-time`` every variant is also scored at an equal wall-clock budget: the
 training time (evaluations excluded) the first variant needs for ``--iters``
@@ -91,7 +99,7 @@ from torchgan_sagan.models.torchgan_tutorial import tutorial_network_params  # n
 from torchgan_sagan.visualize import image_grid  # noqa: E402
 
 VARIANTS = ("hinge", "minimax", "least_squares", "wasserstein", "wasserstein_gp", "tutorial")
-BASES = VARIANTS + ("tutorial-ours", "cond")
+BASES = VARIANTS + ("tutorial-ours", "cond", "resnet")
 #: ``+tag`` shorthands of this harness, beside the package's (``cl``, ``dropin``,
 #: ``official``, ``unfused``, ``diffaug``, ...: :data:`torchgan_sagan.recipe.cli.TAGS`).
 EXTRA_TAGS = {
@@ -108,6 +116,12 @@ EXTRA_TAGS = {
     # Two D steps per G step (torchgan's ncritic: every iteration trains D, every
     # second one G too), as in WGAN-style recipes; the ResNet CIFAR preset has 5.
     "d2": {"ncritic": 2},
+    # Where attention sits (the package's own +noattn takes it out of both nets): in G
+    # only, in D only, at 8x8 instead of 16x16, at both 8x8 and 16x16.
+    "gattn": {"d_attn_resolutions": ()},
+    "dattn": {"g_attn_resolutions": ()},
+    "attn8": {"g_attn_resolutions": (8,), "d_attn_resolutions": (8,)},
+    "attn2": {"g_attn_resolutions": (8, 16), "d_attn_resolutions": (8, 16)},
 }
 
 FULL = dict(seeds=[0, 1, 2], iters=1200, eval_every=200, samples=1000, step_channels=16, batch=64,
@@ -130,9 +144,11 @@ def parse_variant(spec: str):
 
 def build_config(variant: str, image_size: int, step_channels: int):
     base, overrides = parse_variant(variant)
-    if base == "cond":
+    if base in ("cond", "resnet"):
         if image_size != 32:
-            raise ValueError("'cond' runs in the digits scenario only (all ten classes at 32x32)")
+            raise ValueError(f"{base!r} runs in the digits scenario only (all ten classes at 32x32)")
+        if base == "resnet":
+            return get_config("sagan_resnet_cifar_32", image_channels=1, step_channels=step_channels, **overrides)
         return get_config("sagan_cond_digits_32", step_channels=step_channels, **overrides)
     if base in ("tutorial", "tutorial-ours"):
         # The tutorial's attention placement at this size: S/4 and S/2 in G, 4 and 8 in D.
@@ -201,7 +217,7 @@ def run_variant(variant, seed, dataset, classifier, settings, workdir: Path, log
 
 
 def seed_scenario(variants, classifier, settings, workdir: Path, out: Path, log) -> Dict:
-    skipped = [v for v in variants if parse_variant(v)[0] == "cond"]
+    skipped = [v for v in variants if parse_variant(v)[0] in ("cond", "resnet")]
     if skipped:
         log(f"  7s/8s: skipping {skipped}: the seed scenario is unconditional")
     variants = [v for v in variants if v not in skipped]
