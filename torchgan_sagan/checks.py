@@ -8,13 +8,16 @@ configs and losses call these; none of them checks arguments on its own.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
 __all__ = [
     "MIN_IMAGE_SIZE",
     "MAX_IMAGE_SIZE",
+    "IMAGE_BASES",
+    "IMAGE_SIZES",
+    "image_base",
     "LABEL_TYPES",
     "check_positive_int",
     "check_positive_float",
@@ -59,14 +62,39 @@ def check_positive_float(name: str, value: object) -> float:
     return float(value)
 
 
-def check_image_size(name: str, value: object) -> int:
-    """Return ``value`` if it is a power of 2 between 16 and 256, else raise."""
-    allowed = [2**k for k in range(4, 9)]
+#: The smallest feature maps a net may start from (G) or end at (D): image sizes are
+#: ``base * 2**k`` with a base of 4 to 7 and ``k >= 2`` (28 = 7 * 4, 48 = 6 * 8, 96 = 6 * 16;
+#: the powers of two have base 4).
+IMAGE_BASES = (4, 5, 6, 7)
+
+#: Every image size the nets take, from :data:`MIN_IMAGE_SIZE` to :data:`MAX_IMAGE_SIZE`.
+IMAGE_SIZES = tuple(sorted({b * 2**k for b in IMAGE_BASES for k in range(2, 7)
+                            if MIN_IMAGE_SIZE <= b * 2**k <= MAX_IMAGE_SIZE}))
+
+
+def image_base(size: int) -> int:
+    """The base of an image size (:data:`IMAGE_SIZES`): 7 for 28, 6 for 48, 4 for 64."""
+    while size >= 2 * IMAGE_BASES[0]:
+        size //= 2
+    return size
+
+
+def _nearest(value: int, allowed: Sequence[int]) -> List[int]:
+    below = [a for a in allowed if a < value]
+    above = [a for a in allowed if a > value]
+    return below[-1:] + above[:1]
+
+
+def check_image_size(name: str, value: object, *, powers_of_two: bool = False) -> int:
+    """Return ``value`` if it is one of :data:`IMAGE_SIZES` (only the powers of two with
+    ``powers_of_two``), else raise a ``ValueError`` that names the nearest ones."""
+    allowed = [2**k for k in range(4, 9)] if powers_of_two else list(IMAGE_SIZES)
     if not _is_int(value) or value not in allowed:
-        raise ValueError(
-            f"{name} must be a power of 2 from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} "
-            f"(one of {allowed}), got {value!r}"
-        )
+        kind = (f"a power of 2 from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}" if powers_of_two else
+                f"base x 2**k with a base of {IMAGE_BASES[0]} to {IMAGE_BASES[-1]} and k >= 2, "
+                f"from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}")
+        near = f"; nearest: {' or '.join(map(str, _nearest(value, allowed)))}" if _is_int(value) else ""
+        raise ValueError(f"{name} must be {kind} (one of {allowed}), got {value!r}{near}")
     return value
 
 

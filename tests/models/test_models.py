@@ -120,10 +120,10 @@ def test_default_attention_resolution():
 @pytest.mark.parametrize(
     "cls, kwargs, match",
     [
-        (SAGANGenerator, {"out_size": 48}, r"out_size must be a power of 2 from 16 to 256"),
-        (SAGANGenerator, {"out_size": 8}, r"out_size must be a power of 2"),
-        (SAGANGenerator, {"out_size": 512}, r"out_size must be a power of 2"),
-        (SAGANDiscriminator, {"in_size": 100}, r"in_size must be a power of 2"),
+        (SAGANGenerator, {"out_size": 50}, r"out_size must be base x 2\*\*k .* from 16 to 256 .*nearest: 48 or 56"),
+        (SAGANGenerator, {"out_size": 8}, r"out_size must be base x 2.*nearest: 16$"),
+        (SAGANGenerator, {"out_size": 512}, r"out_size must be base x 2.*nearest: 256$"),
+        (SAGANDiscriminator, {"in_size": 100}, r"in_size must be base x 2.*nearest: 96 or 112"),
         (SAGANGenerator, {"step_channels": 0}, "step_channels must be a positive integer"),
         (SAGANDiscriminator, {"step_channels": -4}, "step_channels must be a positive integer"),
         (SAGANGenerator, {"out_channels": 0}, "out_channels must be a positive integer"),

@@ -89,7 +89,7 @@ def test_conditional_plumbing():
 @pytest.mark.parametrize("build, match", [
     (lambda: SAGANResNetGenerator(16, 32, 1, 8, batchnorm=False), "keep batchnorm=True"),
     (lambda: SAGANResNetDiscriminator(32, 1, 8, batchnorm=True), "keep batchnorm=False"),
-    (lambda: SAGANResNetGenerator(16, 48, 1, 8), "out_size must be a power of 2"),
+    (lambda: SAGANResNetGenerator(16, 50, 1, 8), "out_size must be base x 2.*nearest: 48 or 56"),
     (lambda: SAGANResNetGenerator(16, 32, 1, 8, attn_resolutions=(32,)), "contains 32"),
     (lambda: SAGANResNetDiscriminator(32, 1, 2, attn_resolutions=(16,)), "query/key width"),
 ])

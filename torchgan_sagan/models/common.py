@@ -4,13 +4,13 @@ attention-recording pass behind ``attention_maps``."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from ..checks import check_attention, check_positive_int
+from ..checks import check_attention, check_positive_int, image_base
 from ..layers import (
     ConditionalBatchNorm2d,
     SelfAttention2d,
@@ -22,6 +22,7 @@ from .options import AttentionOptions, SpeedOptions, split_options
 __all__ = [
     "default_attn_resolutions",
     "feature_widths",
+    "inner_resolutions",
     "init_weights",
     "run_recording_attention",
     "unwrap",
@@ -30,22 +31,33 @@ __all__ = [
 
 
 def default_attn_resolutions(image_size: int) -> Tuple[int, ...]:
-    """One attention block at 32x32 features (at ``image_size // 2`` for smaller images).
+    """One attention block at the largest feature map up to 32x32: 32x32 for images of
+    64 and more, ``image_size // 2`` for smaller ones (24x24 for 96, 14x14 for 28).
 
     The paper's ablation (Table 1) found attention on the larger feature maps (32, 64)
     better than on the small ones (8, 16).
     """
-    return (min(32, image_size // 2),)
+    return (max(r for r in inner_resolutions(image_size) if r <= 32),)
+
+
+def inner_resolutions(image_size: int) -> List[int]:
+    """The nets' inner feature-map resolutions: the size's base (4 for powers of two,
+    7 for 28, 6 for 48; :func:`~torchgan_sagan.checks.image_base`), doubling up to
+    ``image_size // 2``. G starts at the base and doubles; D halves down to it."""
+    r, resolutions = image_base(image_size), []
+    while r < image_size:
+        resolutions.append(r)
+        r *= 2
+    return resolutions
 
 
 def feature_widths(image_size: int, step_channels: int) -> Dict[int, int]:
-    """Channels of the inner feature maps by resolution (4, 8, ..., image_size // 2).
+    """Channels of the inner feature maps by resolution (:func:`inner_resolutions`).
 
     The same in G and D: ``step_channels`` at ``image_size // 2``, doubling at every
     halving of the resolution.
     """
-    resolutions = [2**k for k in range(2, image_size.bit_length() - 1)]
-    return {r: step_channels * image_size // (2 * r) for r in resolutions}
+    return {r: step_channels * image_size // (2 * r) for r in inner_resolutions(image_size)}
 
 
 def run_recording_attention(

@@ -33,7 +33,9 @@ class SAGANDiscriminator(NetOptionsMixin, Discriminator):
     raw logit per image.
 
     Args:
-        in_size: height and width of the images, a power of 2 from 16 to 256.
+        in_size: height and width of the images: a power of 2 from 16 to 256 or another of
+            :data:`~torchgan_sagan.checks.IMAGE_SIZES` (28, 48, 96, ...); D halves down to
+            the size's base (4; 7 for 28, 6 for 48).
         in_channels: channels of the images.
         step_channels: width unit d; the first block has d channels at
             ``in_size / 2`` and every downsampling doubles it.
@@ -72,7 +74,8 @@ class SAGANDiscriminator(NetOptionsMixin, Discriminator):
         widths, groups = self._setup(in_size, step_channels, num_classes, options)
         self.augment = DiffAugment(groups[AugmentOptions].diffaugment)
         self.model = nn.Sequential(*self._layers(widths, nonlinearity, batchnorm))
-        features = widths[4]  # channels of the last (4x4) features
+        self.base = min(widths)  # the last features' resolution: 4 (7 for 28, 6 for 48)
+        features = widths[self.base]  # channels of the last features
         self.disc = self._head(features)
         self.last_nonlinearity = nn.Identity() if last_nonlinearity is None else last_nonlinearity
         if num_classes:
@@ -82,10 +85,10 @@ class SAGANDiscriminator(NetOptionsMixin, Discriminator):
 
     def _layers(self, widths: Dict[int, int], nonlinearity: Optional[nn.Module], batchnorm: bool
                 ) -> List[nn.Module]:
-        """The layer stack: a stride-2 convolution per resolution (in_size/2, ..., 4), each
+        """The layer stack: a stride-2 convolution per resolution (in_size/2, ..., base), each
         followed by BatchNorm if asked (not the first), the activation and attention."""
         act = nn.LeakyReLU(0.1) if nonlinearity is None else nonlinearity
-        resolutions = sorted(widths, reverse=True)  # in_size/2, ..., 4
+        resolutions = sorted(widths, reverse=True)  # in_size/2, ..., base
         layers: List[nn.Module] = []
         in_ch = self.input_dims
         for r in resolutions:
@@ -100,8 +103,8 @@ class SAGANDiscriminator(NetOptionsMixin, Discriminator):
         return layers
 
     def _head(self, features: int) -> nn.Module:
-        """The logit from the last features: a 4x4 convolution, (B, 8d, 4, 4) -> (B, 1, 1, 1)."""
-        return nn.Sequential(nn.Conv2d(features, 1, 4, 1, 0))
+        """The logit from the last features: a b x b convolution, (B, 8d, b, b) -> (B, 1, 1, 1)."""
+        return nn.Sequential(nn.Conv2d(features, 1, self.base, 1, 0))
 
     def _weight_initializer(self) -> None:
         """Re-initialize all weights (see :func:`~torchgan_sagan.models.common.init_weights`)."""

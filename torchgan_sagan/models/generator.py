@@ -42,10 +42,12 @@ class SAGANGenerator(NetOptionsMixin, Generator):
 
     Args:
         encoding_dims: size of the noise vector z.
-        out_size: height and width of the images, a power of 2 from 16 to 256.
+        out_size: height and width of the images: base x 2**k, a power of 2 from 16 to
+            256 or another of :data:`~torchgan_sagan.checks.IMAGE_SIZES` (28, 48, 96, ...).
         out_channels: channels of the images.
-        step_channels: width unit d; the 4x4 block has ``d * out_size / 8`` channels
-            and every upsampling halves it, down to d at ``out_size / 2``.
+        step_channels: width unit d; the first block (4x4; 7x7 for 28, 6x6 for 48) has
+            ``d * out_size / 8`` channels (``/ 14`` and ``/ 12`` there) and every
+            upsampling halves it, down to d at ``out_size / 2``.
         batchnorm: BatchNorm after every inner transposed convolution.
         nonlinearity: inner activation; ``ReLU`` if ``None``.
         last_nonlinearity: output activation; ``Tanh`` if ``None``.
@@ -91,14 +93,15 @@ class SAGANGenerator(NetOptionsMixin, Generator):
 
     def _layers(self, widths: Dict[int, int], act: nn.Module, last_act: nn.Module, batchnorm: bool
                 ) -> List[nn.Module]:
-        """The layer stack: a transposed convolution per resolution (4, 8, ...), each
-        followed by (conditional) BatchNorm, the activation and attention where asked."""
-        resolutions = sorted(widths)  # 4, ..., out_size/2
+        """The layer stack: a transposed convolution per resolution (4, 8, ...; 7, 14
+        for 28), each followed by (conditional) BatchNorm, the activation and attention
+        where asked. The first maps the 1x1 noise to the base's b x b with a b x b kernel."""
+        resolutions = sorted(widths)  # base, ..., out_size/2
         layers: List[nn.Module] = []
         in_ch = self.encoding_dims
         for r in resolutions:
             first = r == resolutions[0]
-            layers.append(nn.ConvTranspose2d(in_ch, widths[r], 4, stride=1 if first else 2,
+            layers.append(nn.ConvTranspose2d(in_ch, widths[r], r if first else 4, stride=1 if first else 2,
                                              padding=0 if first else 1, bias=not batchnorm))
             if batchnorm:
                 layers.append(self._batchnorm(widths[r]))

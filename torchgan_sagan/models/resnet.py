@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers import run_layer
+from .common import inner_resolutions
 from .discriminator import SAGANDiscriminator
 from .generator import SAGANGenerator
 from .options import takes_options
@@ -99,15 +100,16 @@ class DBlock(nn.Module):
 
 
 class _NoiseToMap(nn.Module):
-    """The generator's first layer: z (B, Z, 1, 1) -> linear -> (B, C, 4, 4)."""
+    """The generator's first layer: z (B, Z, 1, 1) -> linear -> (B, C, b, b), b = 4 for
+    the powers of two (7 for 28, 6 for 48)."""
 
-    def __init__(self, encoding_dims: int, channels: int) -> None:
+    def __init__(self, encoding_dims: int, channels: int, base: int = 4) -> None:
         super().__init__()
-        self.channels = channels
-        self.linear = nn.Linear(encoding_dims, channels * 16)
+        self.channels, self.base = channels, base
+        self.linear = nn.Linear(encoding_dims, channels * base * base)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.linear(z.flatten(1)).view(z.size(0), self.channels, 4, 4)  # (B, C, 4, 4)
+        return self.linear(z.flatten(1)).view(z.size(0), self.channels, self.base, self.base)  # (B, C, b, b)
 
 
 @takes_options("G")
@@ -118,20 +120,23 @@ class SAGANResNetGenerator(SAGANGenerator):
 
     @staticmethod
     def attention_widths(size: int, step_channels: int) -> Dict[int, int]:
-        """Channels after the linear layer (4x4) and each up-block but the last:
-        ``d * size / r`` at resolution ``r`` (16d at 4x4 and 8x8 for 128x128)."""
-        return {r: step_channels * size // max(r, 8) for r in [2**k for k in range(2, size.bit_length() - 1)]}
+        """Channels after the linear layer (4x4; b x b for a base b) and each up-block but
+        the last: ``d * size / max(r, 2b)`` at resolution ``r`` (16d at 4x4 and 8x8 for
+        128x128; 2d at 7x7 and 14x14 for 28)."""
+        resolutions = inner_resolutions(size)
+        return {r: step_channels * size // max(r, 2 * resolutions[0]) for r in resolutions}
 
     def _layers(self, widths: Dict[int, int], act: nn.Module, last_act: nn.Module, batchnorm: bool
                 ) -> List[nn.Module]:
         if not batchnorm:
             raise ValueError("SAGANResNetGenerator: its residual blocks normalize with BatchNorm; "
                              "keep batchnorm=True")
-        layers: List[nn.Module] = [_NoiseToMap(self.encoding_dims, widths[4])]
-        if 4 in self.attn_resolutions:
-            layers.append(self._attention_layer(widths[4]))
-        resolutions = [*sorted(widths)[1:], self.out_size]  # block outputs: 8, ..., out_size
-        in_ch = widths[4]
+        base = min(widths)
+        layers: List[nn.Module] = [_NoiseToMap(self.encoding_dims, widths[base], base)]
+        if base in self.attn_resolutions:
+            layers.append(self._attention_layer(widths[base]))
+        resolutions = [*sorted(widths)[1:], self.out_size]  # block outputs: 2 base, ..., out_size
+        in_ch = widths[base]
         for r in resolutions:
             out_ch = widths.get(r, self.step_channels)
             layers.append(GBlock(in_ch, out_ch, self._batchnorm, act))
@@ -156,12 +161,12 @@ class SAGANResNetDiscriminator(SAGANDiscriminator):
         act = nn.ReLU() if nonlinearity is None else nonlinearity
         layers: List[nn.Module] = []
         in_ch = self.input_dims
-        for r in sorted(widths, reverse=True):  # block outputs: in_size/2, ..., 4
+        for r in sorted(widths, reverse=True):  # block outputs: in_size/2, ..., base
             layers.append(DBlock(in_ch, widths[r], act, optimized=not layers))
             if r in self.attn_resolutions:
                 layers.append(self._attention_layer(widths[r]))
             in_ch = widths[r]
-        return layers + [DBlock(in_ch, in_ch, act, downsample=False), act]  # (B, 16d, 4, 4), after ReLU
+        return layers + [DBlock(in_ch, in_ch, act, downsample=False), act]  # (B, 16d, b, b), after ReLU
 
     def _head(self, features: int) -> nn.Module:
         """The logit from the features summed over positions: a linear layer, (B, 16d) -> (B, 1)."""

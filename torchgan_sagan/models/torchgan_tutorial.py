@@ -37,7 +37,7 @@ class TutorialGenerator(Generator):
     def __init__(self, encoding_dims: int = 100, out_size: int = 64, out_channels: int = 3,
                  step_channels: int = 64) -> None:
         super().__init__(check_positive_int("encoding_dims", encoding_dims), "none")
-        check_image_size("out_size", out_size)
+        check_image_size("out_size", out_size, powers_of_two=True)
         check_positive_int("out_channels", out_channels)
         check_positive_int("step_channels", step_channels)
         blocks = out_size.bit_length() - 4  # upsamplings between 4x4 and S/2: 3 at 64
@@ -67,7 +67,7 @@ class TutorialDiscriminator(Discriminator):
 
     def __init__(self, in_size: int = 64, in_channels: int = 3, step_channels: int = 64) -> None:
         super().__init__(check_positive_int("in_channels", in_channels), "none")
-        check_image_size("in_size", in_size)
+        check_image_size("in_size", in_size, powers_of_two=True)
         check_positive_int("step_channels", step_channels)
         blocks = in_size.bit_length() - 3  # downsamplings from S to 4x4: 4 at 64
         d = step_channels

@@ -123,7 +123,8 @@ class SAGANConfig:
     backbone: str = option("dcgan", "the nets: 'dcgan' (DCGAN-style, torchgan's layout) or 'resnet' (the SAGAN "
                                     "paper's residual nets)", tags={"resnet": "resnet"},
                            cli={"choices": ("dcgan", "resnet")})
-    image_size: int = option(64, "height and width of the images, a power of 2 from 16 to 256")
+    image_size: int = option(64, "height and width of the images: a power of 2 from 16 to 256, or base x 2**k "
+                                 "with a base of 5 to 7 (20, 24, 28, 40, 48, 56, 80, 96, ...)")
     image_channels: int = option(3, "channels of the images (1: grayscale, 3: RGB)")
     encoding_dims: int = option(128, "size of the noise vector z")
     step_channels: int = option(64, "network width unit d (d channels at image_size / 2, doubling "
@@ -216,7 +217,15 @@ class SAGANConfig:
         return cls(**data["fields"])
 
     def replace(self, **changes) -> "SAGANConfig":
-        """A copy with ``changes`` (validated like any config)."""
+        """A copy with ``changes`` (validated like any config). A new ``image_size``
+        moves attention that sits at the default place for the old size (the largest
+        feature map up to 32x32) to the default place for the new one: ``sagan_32``
+        at 28 attends at 14x14."""
+        size = changes.get("image_size", self.image_size)
+        if size != self.image_size:
+            for key in ("g_attn_resolutions", "d_attn_resolutions"):
+                if key not in changes and getattr(self, key) == default_attn_resolutions(self.image_size):
+                    changes[key] = None
         return dataclasses.replace(self, **changes)
 
     def resumed_with(self, **given) -> Tuple["SAGANConfig", Dict[str, Tuple[Any, Any]]]:

@@ -63,6 +63,13 @@ def sagan_32() -> SAGANConfig:
 
 
 @register_config
+def sagan_mnist_28() -> SAGANConfig:
+    """MNIST as it comes, 28x28 grayscale: sagan_32's recipe on nets that start (G) and
+    end (D) at 7x7 feature maps, attention on the 14x14 maps."""
+    return sagan_32().replace(image_size=28, image_channels=1)
+
+
+@register_config
 def sagan_128() -> SAGANConfig:
     """128x128 images with the paper's recipe; attention on the 64x64 feature maps,
     where the paper found it helped most at this size (feat64 in its Table 1). The

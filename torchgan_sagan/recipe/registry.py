@@ -50,4 +50,4 @@ def get_config(name: str, **overrides) -> SAGANConfig:
         )
     cfg = _REGISTRY[name]()
     source = " ".join((_REGISTRY[name].__doc__ or "").split())
-    return dataclasses.replace(cfg, **{"source": source, **overrides})
+    return cfg.replace(**{"source": source, **overrides})
