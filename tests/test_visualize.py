@@ -44,3 +44,14 @@ def test_side_by_side_figure_needs_a_panel(tmp_path):
     with pytest.raises(ValueError, match="at least one"):
         side_by_side_figure([], tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_rows_of_grids_figure(tmp_path):
+    from torchgan_sagan.visualize import rows_of_grids_figure
+
+    images = torch.rand(4, 1, 8, 8) * 2 - 1
+    rows_of_grids_figure([("a", [("1", images), ("2", images)]), ("b", [("1", images), ("2", images)])],
+                         tmp_path / "rows.png")
+    assert (tmp_path / "rows.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="the same number in each row"):
+        rows_of_grids_figure([("a", [("1", images)]), ("b", [])], tmp_path / "bad.png")

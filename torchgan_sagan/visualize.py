@@ -17,7 +17,7 @@ from torchvision.utils import make_grid
 from .metrics.memorization import match_training_images
 
 __all__ = ["image_grid", "nearest_grid", "default_queries", "attention_maps_of", "attention_grid",
-           "attention_figure", "side_by_side_figure", "real_vs_fake_figure"]
+           "attention_figure", "side_by_side_figure", "rows_of_grids_figure", "real_vs_fake_figure"]
 
 
 def _pyplot():
@@ -176,6 +176,30 @@ def side_by_side_figure(panels: Sequence[Tuple[str, torch.Tensor]], path: str | 
         ax.imshow(image_grid(images).permute(1, 2, 0).numpy())
         ax.set_title(title)
         ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def rows_of_grids_figure(rows: Sequence[Tuple[str, Sequence[Tuple[str, torch.Tensor]]]],
+                         path: str | os.PathLike, *, cell: float = 2.5) -> None:
+    """Save image grids in rows, e.g. two nets (rows) at a few points of training
+    (columns): ``rows`` is a sequence of ``(row title, [(column title, images), ...])``
+    with images (B, C, H, W) in [-1, 1]; every row has the same number of columns."""
+    if not rows or not rows[0][1] or len({len(cells) for _, cells in rows}) != 1:
+        raise ValueError("rows_of_grids_figure needs rows of (title, images) cells, the same number in each row")
+    plt = _pyplot()
+    n_rows, n_cols = len(rows), len(rows[0][1])
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols, cell * n_rows + 0.3), squeeze=False)
+    for i, (row_title, cells) in enumerate(rows):
+        for j, (title, images) in enumerate(cells):
+            ax = axes[i][j]
+            ax.imshow(image_grid(images).permute(1, 2, 0).numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(row_title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
