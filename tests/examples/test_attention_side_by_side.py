@@ -3,10 +3,13 @@
 import json
 from pathlib import Path
 
+import pytest
+
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "attention_side_by_side.py"
 
 
+@pytest.mark.slow
 def test_both_nets_draw_from_the_same_noise_at_each_point(tmp_path, capsys, load_script, monkeypatch):
     script = load_script(SCRIPT)
     drawn = []
