@@ -26,10 +26,7 @@ torchgan's ``Trainer`` (its ``train_iter``, so each loss runs its own torchgan
 - ``cond``: class-conditional SAGAN with the hinge loss (config ``sagan_cond_digits_32``:
   conditional BatchNorm in G, projection D), not in the default set; its samples are
   asked for every class in equal shares, and the class accuracy (the share the digit
-  classifier puts in the class asked for) is reported as well;
-- ``resnet``: the paper's residual nets, class-conditional, with the recipe of
-  ``sagan_resnet_cifar_32`` (hinge, 5 D steps per G step, Adam 2e-4, betas (0.5, 0.999)),
-  grayscale; not in the default set.
+  classifier puts in the class asked for) is reported as well.
 
 Any of ours takes ``+`` options that change settings of its config, e.g.
 ``hinge+cl`` (channels-last), ``tutorial-ours+dropin`` (torchgan's attention layout),
@@ -39,7 +36,8 @@ attention layer), ``+gattn`` / ``+dattn`` (attention in one net only): ``EXTRA_T
 
     python examples/compare_losses.py --variants least_squares least_squares+noattn least_squares+gattn \
         least_squares+dattn least_squares+attn2 --equal-time --out runs/attention
-    python examples/compare_losses.py --variants resnet resnet+noattn --equal-time --out runs/attention_resnet
+    python examples/compare_losses.py --variants least_squares+resnet least_squares+resnet+noattn --equal-time \
+        --out runs/attention_resnet
 
 With ``--equal-time`` every variant is also scored at an equal wall-clock budget: the
 training time (evaluations excluded) the first variant needs for ``--iters``
@@ -99,7 +97,7 @@ from torchgan_sagan.models.torchgan_tutorial import tutorial_network_params  # n
 from torchgan_sagan.visualize import image_grid  # noqa: E402
 
 VARIANTS = ("hinge", "minimax", "least_squares", "wasserstein", "wasserstein_gp", "tutorial")
-BASES = VARIANTS + ("tutorial-ours", "cond", "resnet")
+BASES = VARIANTS + ("tutorial-ours", "cond")
 #: ``+tag`` shorthands of this harness, beside the package's (``cl``, ``dropin``,
 #: ``official``, ``unfused``, ``diffaug``, ...: :data:`torchgan_sagan.recipe.cli.TAGS`).
 EXTRA_TAGS = {
@@ -144,11 +142,9 @@ def parse_variant(spec: str):
 
 def build_config(variant: str, image_size: int, step_channels: int):
     base, overrides = parse_variant(variant)
-    if base in ("cond", "resnet"):
+    if base == "cond":
         if image_size != 32:
-            raise ValueError(f"{base!r} runs in the digits scenario only (all ten classes at 32x32)")
-        if base == "resnet":
-            return get_config("sagan_resnet_cifar_32", image_channels=1, step_channels=step_channels, **overrides)
+            raise ValueError("'cond' runs in the digits scenario only (all ten classes at 32x32)")
         return get_config("sagan_cond_digits_32", step_channels=step_channels, **overrides)
     if base in ("tutorial", "tutorial-ours"):
         # The tutorial's attention placement at this size: S/4 and S/2 in G, 4 and 8 in D.
@@ -217,7 +213,7 @@ def run_variant(variant, seed, dataset, classifier, settings, workdir: Path, log
 
 
 def seed_scenario(variants, classifier, settings, workdir: Path, out: Path, log) -> Dict:
-    skipped = [v for v in variants if parse_variant(v)[0] in ("cond", "resnet")]
+    skipped = [v for v in variants if parse_variant(v)[0] == "cond"]
     if skipped:
         log(f"  7s/8s: skipping {skipped}: the seed scenario is unconditional")
     variants = [v for v in variants if v not in skipped]
