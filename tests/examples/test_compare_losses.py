@@ -58,6 +58,12 @@ def test_variant_options_set_config_fields(load_script):
     assert harness.build_config("hinge+unfused", 32, 16).attn_fused == "off"
     ls = harness.build_config("least_squares+d2", 32, 16)
     assert (ls.loss, ls.ncritic, ls.g_lr) == ("least_squares", 2, 4e-4)
+    placements = {tag: harness.build_config(f"least_squares+{tag}", 32, 16) for tag in
+                  ("noattn", "gattn", "dattn", "attn8", "attn2", "resnet+noattn")}
+    assert {tag: (c.g_attn_resolutions, c.d_attn_resolutions) for tag, c in placements.items()} == {
+        "noattn": ((), ()), "gattn": ((16,), ()), "dattn": ((), (16,)), "attn8": ((8,), (8,)),
+        "attn2": ((8, 16), (8, 16)), "resnet+noattn": ((), ())}
+    assert placements["resnet+noattn"].backbone == "resnet"
 
 
 def test_bad_variants_exit_with_a_message(capsys, load_script):
