@@ -310,3 +310,17 @@ def test_auto_always_takes_the_kernel_on_a_gpu_and_modes_are_checked():
     assert SelfAttention2d(16, fused=True).fused == "on"
     with pytest.raises(ValueError, match="fused"):
         SelfAttention2d(16, fused="sometimes")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_projections_replaced_by_other_modules_are_called(layout):
+    """Wrapping the 1x1 convolutions (as the tutorial ablation does with torchgan's
+    SpectralNorm2d) runs them as modules: the same function as the plain layer."""
+    torch.manual_seed(0)
+    plain = _attention(layout, channels=16)
+    wrapped = copy.deepcopy(plain)
+    for name in ("query", "key", "value") + (("out",) if layout == "official" else ()):
+        setattr(wrapped, name, nn.Sequential(getattr(wrapped, name)))
+    x = torch.randn(2, 16, 8, 8)
+    torch.testing.assert_close(wrapped(x), plain(x), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(wrapped(x, return_attn=True)[1], plain(x, return_attn=True)[1])

@@ -226,21 +226,29 @@ class SelfAttention2d(nn.Module):
             raise ValueError(
                 f"the official layout max-pools keys 2x2 and needs H, W >= 2, got {h}x{w}"
             )
-        # Each projection's own spectral norm (one power iteration each in training),
-        # computed for all of them at once.
         convs = (self.query, self.key, self.value) + ((self.out,) if self.layout == "official" else ())
-        weights = normalized_weights(convs)
-        q, k, v = self._projections(x, weights[:3])  # (B, N, C_qk), (B, N_k, C_qk), (B, N_k, C_v)
+        weights = None
+        if all(isinstance(m, nn.Conv2d) for m in convs):
+            # Each projection's own spectral norm (one power iteration each in training),
+            # computed for all of them at once.
+            weights = normalized_weights(convs)
+            q, k, v = self._projections(x, weights[:3])  # (B, N, C_qk), (B, N_k, C_qk), (B, N_k, C_v)
+        else:  # projections replaced by other modules (torchgan's SpectralNorm2d wrappers): call them
+            q = self.query(x).flatten(2).transpose(1, 2)  # (B, N, C_qk)
+            k = self.pool(self.key(x)).flatten(2).transpose(1, 2)  # (B, N_k, C_qk)
+            v = self.pool(self.value(x)).flatten(2).transpose(1, 2)  # (B, N_k, C_v)
         if return_attn or not self.uses_fused_kernel(x):
             attn = torch.softmax(q @ k.transpose(1, 2), dim=-1)  # (B, N, N_k)
             o = attn @ v  # (B, N, C_v)
         else:
             o = _fused_attention(q, k, v)  # (B, N, C_v)
-        if self.layout == "official":
+        if self.layout == "official" and weights is not None:
             # gamma scales the (C, C_v) projection rather than the (B, C, H, W) map.
             out_weight = self.gamma * weights[3].flatten(1)  # (C, C_v)
             o = torch.matmul(o, out_weight.t())  # (B, N, C)
         else:
+            if self.layout == "official":
+                o = self.out(o.transpose(1, 2).reshape(b, self.value_dims, h, w)).flatten(2).transpose(1, 2)
             # in the activations' dtype: under bf16 autocast a float32 gamma would turn
             # everything after this block back into float32.
             o = self.gamma.to(o.dtype) * o  # (B, N, C)
