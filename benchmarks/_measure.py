@@ -7,7 +7,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable, Dict, Iterable
+from typing import Callable, Dict, Iterable, List
 
 import torch
 
@@ -55,6 +55,13 @@ def peak_memory(fn: Callable[[], None], device: torch.device) -> int:
 
 def interleaved_times(fns: Dict[str, Callable[[], None]], repeats: int, device: torch.device) -> Dict[str, float]:
     """Median seconds per call of each function, calls interleaved round by round."""
+    return {name: statistics.median(s) for name, s in interleaved_samples(fns, repeats, device).items()}
+
+
+def interleaved_samples(fns: Dict[str, Callable[[], None]], repeats: int, device: torch.device
+                        ) -> Dict[str, List[float]]:
+    """Seconds of every call of each function, in round order: round i of each is
+    ``[name][i]``, the functions called one after another within a round."""
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -67,7 +74,7 @@ def interleaved_times(fns: Dict[str, Callable[[], None]], repeats: int, device: 
             fn()
             sync()
             samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return samples
 
 
 def machine_description(device: torch.device) -> str:

@@ -25,7 +25,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("CONSOLE_LOGGING", "0")
@@ -34,7 +33,7 @@ os.environ.setdefault("TENSORBOARD_LOGGING", "0")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import machine_description, markdown_table, pick_device  # noqa: E402
+from _measure import interleaved_samples, machine_description, markdown_table, pick_device  # noqa: E402
 
 from torchgan_sagan import get_config, list_configs, make_trainer, train_step  # noqa: E402
 from torchgan_sagan.recipe.cli import parse_spec  # noqa: E402
@@ -60,21 +59,6 @@ def build(spec: str, step_channels, device: torch.device, workdir: Path):
     return (lambda: train_step(trainer, images, labels)), cfg
 
 
-def timed_rounds(steps, rounds: int, device: torch.device):
-    """Seconds of each step in each round, the steps run one after another per round."""
-    samples = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            samples[name].append(time.perf_counter() - start)
-    return samples
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Step time of nets with and without their attention layers.")
     p.add_argument("--specs", nargs="+", default=["sagan_faces_32"],
@@ -96,7 +80,7 @@ def main(argv=None) -> int:
         steps[spec], _ = build(spec, args.step_channels, device, args.workdir)
         for _ in range(args.warmup):
             steps[spec]()
-    samples = timed_rounds(steps, args.repeats, device)
+    samples = interleaved_samples(steps, args.repeats, device)
     print(f"# training step (train_iter), {machine_description(device)}, {torch.get_num_threads()} threads, "
           f"{args.repeats} rounds")
     rows, table = [], []

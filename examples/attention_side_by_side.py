@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import TensorDataset
 
 os.environ.setdefault("CONSOLE_LOGGING", "0")
 os.environ.setdefault("TENSORBOARD_LOGGING", "0")
@@ -35,32 +35,29 @@ os.environ.setdefault("TENSORBOARD_LOGGING", "0")
 from torchgan_sagan import get_config, make_trainer, train_step  # noqa: E402
 from torchgan_sagan.data import embedded_digits, embedded_faces  # noqa: E402
 from torchgan_sagan.metrics import digit_classifier, evaluate, generate, memorization_report  # noqa: E402
+from torchgan_sagan.recipe.cli import TAGS  # noqa: E402
 from torchgan_sagan.visualize import rows_of_grids_figure  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_losses import batches  # noqa: E402  (the digits benchmark's shuffled stream)
 
 SETTINGS = {
     "faces": dict(config="sagan_faces_32", overrides={}, iters=3000, points=(100, 300, 1000, 3000)),
     "digits": dict(config="sagan_32", overrides=dict(image_channels=1, step_channels=16, batch_size=64),
                    iters=1200, points=(100, 300, 600, 1200)),
 }
-NETS = {"with attention": {}, "without attention": {"g_attn_resolutions": (), "d_attn_resolutions": ()}}
-
-
-def batches(images: torch.Tensor, batch: int, seed: int):
-    loader = DataLoader(images, batch_size=batch, shuffle=True, drop_last=True,
-                        generator=torch.Generator().manual_seed(seed))
-    while True:
-        yield from loader
+NETS = {"with attention": {}, "without attention": TAGS["noattn"]}
 
 
 def train(name: str, overrides, data: str, images, settings, points, seed: int, workdir: Path, score, log):
     cfg = get_config(settings["config"], **settings["overrides"], **overrides)
     torch.manual_seed(seed)
     trainer = make_trainer(cfg, out=workdir / name.replace(" ", "_"), device="cpu", sample_size=4)
-    stream = batches(images, cfg.batch_size, seed)
+    stream = batches(TensorDataset(images), cfg.batch_size, seed)
     cells, scores, seconds = [], [], 0.0
     for it in range(1, max(points) + 1):
         start = time.perf_counter()
-        train_step(trainer, next(stream))
+        train_step(trainer, *next(stream))
         seconds += time.perf_counter() - start
         if it in points:
             samples = generate(trainer.generator, 16, seed=seed + 1000)  # the same noise for both nets

@@ -27,8 +27,9 @@ ATTENTION_LAYOUTS = ("torchgan", "official")
 FUSED_MODES = ("auto", "on", "off")
 
 #: On a CPU the explicit map is used up to this many entries per image (N * N_k) and
-#: the fused kernel above: ``python benchmarks/attention.py --fused-vs-explicit``
-#: (docs/performance.md) measured where the fused kernel starts to win.
+#: the fused kernel above: ``python benchmarks/attention.py --impls ours-official
+#: ours-official-explicit`` and ``benchmarks/attention_cost.py`` (docs/performance.md)
+#: measured where the fused kernel starts to win.
 CPU_EXPLICIT_MAX_ENTRIES = 4096
 
 
@@ -46,6 +47,7 @@ def fused_kernel_pays(device: torch.device, n_queries: int, n_keys: int) -> bool
     if device.type != "cpu":
         return True
     return n_queries * n_keys > CPU_EXPLICIT_MAX_ENTRIES
+
 
 def needs_one_head_width(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether the fused attention kernel for ``device`` and ``dtype`` needs query, key
