@@ -206,7 +206,9 @@ class SelfAttention2d(nn.Module):
         convs = (self.query, self.key, self.value)
         weight = torch.cat(weights).flatten(1)  # (2 C_qk + C_v, C)
         # Positions first: q, k and v come out as the (B, N, width) the products take.
-        qkv = torch.matmul(x.flatten(2).transpose(1, 2), weight.t())  # (B, N, 2 C_qk + C_v)
+        # bmm reads the transposed view of x as it is, where matmul would first copy it to
+        # fold B into N (and copy the gradient back likewise).
+        qkv = torch.bmm(x.flatten(2).transpose(1, 2), weight.t().expand(b, -1, -1))  # (B, N, 2 C_qk + C_v)
         if self.query.bias is not None:
             bias = torch.cat([conv.bias for conv in convs])  # (2 C_qk + C_v,)
             qkv = qkv + bias.to(qkv.dtype)
@@ -247,7 +249,7 @@ class SelfAttention2d(nn.Module):
         if self.layout == "official" and weights is not None:
             # gamma scales the (C, C_v) projection rather than the (B, C, H, W) map.
             out_weight = self.gamma * weights[3].flatten(1)  # (C, C_v)
-            o = torch.matmul(o, out_weight.t())  # (B, N, C)
+            o = torch.bmm(o, out_weight.t().expand(b, -1, -1))  # (B, N, C); bmm, as above, for the gradient's view
         else:
             if self.layout == "official":
                 o = self.out(o.transpose(1, 2).reshape(b, self.value_dims, h, w)).flatten(2).transpose(1, 2)
