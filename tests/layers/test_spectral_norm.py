@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -151,3 +153,77 @@ def test_inside_the_parametrization_cache_each_weight_is_normalized_once_for_all
     assert all(a is b for a, b in zip(first, second))  # the cached tensors
     assert all(not torch.equal(a, b) for a, b in zip(before, after_first))  # one power iteration ...
     assert all(torch.equal(spectral_norm_of(m)._u, u) for m, u in zip(modules, after_first))  # ... not two
+
+
+def _assert_same_norms(ours, theirs, batched, tol=1e-5):
+    for got, m in zip(batched, theirs):
+        torch.testing.assert_close(got, m.weight, rtol=tol, atol=tol / 10)  # one power iteration for theirs too
+    for a, b in zip(ours, theirs):
+        for name in ("_u", "_v"):
+            torch.testing.assert_close(getattr(spectral_norm_of(a), name), getattr(spectral_norm_of(b), name),
+                                       rtol=tol, atol=tol / 10)
+
+
+def test_the_batch_follows_buffers_and_weights_changed_behind_its_back():
+    """The batch keeps padded copies of every u and v between calls: each way the
+    buffers or weights change outside it must reach the next call."""
+    ours, theirs = _normalized_modules(), _normalized_modules()
+    _assert_same_norms(ours, theirs, normalized_weights(ours))
+    # a checkpoint loaded in place (new weights, u and v)
+    torch.manual_seed(1)
+    other = _normalized_modules()
+    for m in other:
+        for p in m.parameters():
+            p.data.normal_()
+        m.weight  # noqa: B018 (a power iteration moves u and v)
+    for a, b, o in zip(ours, theirs, other):
+        a.load_state_dict(o.state_dict())
+        b.load_state_dict(o.state_dict())
+    _assert_same_norms(ours, theirs, normalized_weights(ours))
+    # torch's own read runs a power iteration on one module's buffers
+    ours[1].weight  # noqa: B018
+    theirs[1].weight  # noqa: B018
+    _assert_same_norms(ours, theirs, normalized_weights(ours))
+    # .to() gives new tensors
+    for m in ours + theirs:
+        m.double()
+    for a, b in zip(ours, theirs):  # the same start, to float64's rounding
+        a.load_state_dict(b.state_dict())
+    batched = normalized_weights(ours)
+    assert all(w.dtype == torch.float64 for w in batched)
+    _assert_same_norms(ours, theirs, batched, tol=1e-12)  # computed in float64, not in the old float32 copies
+
+
+def test_a_copy_normalizes_on_its_own():
+    ours, theirs = _normalized_modules(), _normalized_modules()
+    _assert_same_norms(ours, theirs, normalized_weights(ours))
+    copies, their_copies = copy.deepcopy(ours), copy.deepcopy(theirs)
+    before = [spectral_norm_of(m)._u.clone() for m in ours]
+    for _ in range(2):
+        _assert_same_norms(copies, their_copies, normalized_weights(copies))
+    assert all(torch.equal(spectral_norm_of(m)._u, u) for m, u in zip(ours, before))  # the originals untouched
+    _assert_same_norms(ours, theirs, normalized_weights(ours))
+
+
+def test_two_calls_before_one_backward_keep_each_calls_gradient():
+    """torchgan's own D step calls D on real and then on fake images outside the
+    parametrization cache and differentiates both at once."""
+    ours, theirs = _normalized_modules(), _normalized_modules()
+    first, second = normalized_weights(ours), normalized_weights(ours)
+    their_first, their_second = [m.weight for m in theirs], [m.weight for m in theirs]
+    loss = sum(w.square().sum() * (i + 1) for i, w in enumerate(first)) + sum(w.sum() for w in second)
+    their_loss = sum(w.square().sum() * (i + 1) for i, w in enumerate(their_first)) + sum(w.sum() for w in their_second)
+    loss.backward()
+    their_loss.backward()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.parametrizations.weight.original.grad, b.parametrizations.weight.original.grad,
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_under_inference_mode_the_weights_are_read_one_by_one():
+    ours, theirs = _normalized_modules(), _normalized_modules()
+    for m in ours + theirs:
+        m.eval()
+    with torch.inference_mode():
+        for got, m in zip(normalized_weights(ours), theirs):
+            torch.testing.assert_close(got, m.weight)

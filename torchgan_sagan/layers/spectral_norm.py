@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from torch.nn.utils import parametrize
 
 __all__ = ["SPECTRAL_NORM_TYPES", "spectral_norm", "apply_spectral_norm", "spectral_norm_of", "refresh_spectral_norm",
@@ -101,9 +102,6 @@ def normalized_weights(modules: Sequence[nn.Module]) -> List[torch.Tensor]:
     into that cache, under the key ``module.weight`` reads them by, and later calls
     take them from there.
     """
-    norms = [_plain_spectral_norm(m) for m in modules]
-    if any(sn is None for sn in norms) or len({(sn.eps, sn.n_power_iterations, sn.training) for sn in norms}) != 1:
-        return [m.weight for m in modules]
     cache = parametrize._cache if parametrize._cache_enabled else None
     if cache is not None:
         cached = [cache.get((id(m), "weight")) for m in modules]
@@ -111,35 +109,145 @@ def normalized_weights(modules: Sequence[nn.Module]) -> List[torch.Tensor]:
             return cached
         if any(w is not None for w in cached):
             return [m.weight for m in modules]
-    weights = _normalize_in_one_batch(modules, norms)
+    plan = _BatchPlan.of(modules)
+    weights = [m.weight for m in modules] if plan is None else list(_SpectralNormBatch.apply(plan, *plan.originals))
     if cache is not None:
         cache.update({(id(m), "weight"): w for m, w in zip(modules, weights)})
     return weights
 
 
-def _pad_to(t: torch.Tensor, *sizes: int) -> torch.Tensor:
-    """``t`` with zeros appended up to ``sizes`` (no copy where it has them already)."""
-    if tuple(t.shape) == sizes:
-        return t
-    return F.pad(t, [p for n, size in zip(reversed(t.shape), reversed(sizes)) for p in (0, size - n)])
+def _settings(sn: nn.Module) -> tuple:
+    return sn.eps, sn.n_power_iterations, sn.training
 
 
-def _normalize_in_one_batch(modules: Sequence[nn.Module], norms: Sequence[nn.Module]) -> List[torch.Tensor]:
-    originals = [m.parametrizations.weight.original for m in modules]
-    mats = [w.flatten(1) for w in originals]  # (r_i, k_i)
-    rows, cols = max(w.size(0) for w in mats), max(w.size(1) for w in mats)
-    stacked = torch.stack([_pad_to(w, rows, cols) for w in mats])  # (M, R, K)
-    u = torch.stack([_pad_to(sn._u, rows) for sn in norms])  # (M, R)
-    v = torch.stack([_pad_to(sn._v, cols) for sn in norms])  # (M, K)
-    first = norms[0]
-    if first.training:
+class _BatchPlan:
+    """What the batched spectral norm of one group of modules keeps between calls, so
+    that a call pads and stacks nothing: a zero-padded slot per weight matrix, in one
+    (M, R, K) tensor, and every u and v stacked and padded, (M, R) and (M, K).
+
+    It stays valid while the modules' weights keep their dtype and device (the weights
+    themselves are read at every call) and their ``_u`` and ``_v`` buffers are the
+    tensors, at the versions, it last wrote or read: whatever else changes them (``load_state_dict``, ``.to()``, DDP's buffer broadcast, a read of
+    ``module.weight``, :func:`refresh_spectral_norm`) changes one of those, and the plan
+    reads the vectors again. It is updated in place, as the buffers are, so a captured
+    CUDA graph replays it. Kept on the group's first module, but not copied with it (an
+    EMA copy, an export): a copy builds its own.
+    """
+
+    @classmethod
+    def of(cls, modules: Sequence[nn.Module]) -> Optional["_BatchPlan"]:
+        """The group's plan, built or refreshed as needed; ``None`` where the weights are
+        to be read one by one: a module without this package's plain spectral norm, norms
+        with different settings or modes, or inference tensors (which keep no versions)."""
+        if torch.is_inference_mode_enabled() or torch.compiler.is_compiling():
+            return None  # inference tensors keep no versions; a compiled graph fuses the reads itself
+        plan = modules[0].__dict__.get("_spectral_norm_batch")
+        if plan is not None and plan.matches(modules):
+            if plan.seen != plan.vector_state():
+                plan.read_vectors()
+            return plan
+        norms = [_plain_spectral_norm(m) for m in modules]
+        if any(sn is None for sn in norms) or len({_settings(sn) for sn in norms}) != 1 or any(
+                t.is_inference() for sn in norms for t in (sn._u, sn._v)):
+            return None
+        plan = cls(modules, norms)
+        modules[0].__dict__["_spectral_norm_batch"] = plan
+        return plan
+
+    def matches(self, modules: Sequence[nn.Module]) -> bool:
+        """Whether ``modules`` are the group this plan was built for, unchanged: the same
+        modules, each with the same single parametrization and weight storage, their
+        norms alike in settings and mode."""
+        if tuple(map(id, modules)) != self.ids or [(w.dtype, w.device) for w in self.originals] != self.placement:
+            return False
+        for m, chain in zip(modules, self.chains):
+            current = m._modules.get("parametrizations")
+            if current is None or current._modules.get("weight") is not chain or len(chain) != 1:
+                return False
+        return len({_settings(sn) for sn in self.norms}) == 1
+
+    def __init__(self, modules: Sequence[nn.Module], norms: Sequence[nn.Module]) -> None:
+        self.ids = tuple(map(id, modules))
+        self.chains = [m.parametrizations.weight for m in modules]
+        self.norms = list(norms)
+        self.originals = [m.parametrizations.weight.original for m in modules]
+        self.placement = [(w.dtype, w.device) for w in self.originals]
+        self.shapes = [(w.size(0), w[0].numel()) for w in self.originals]  # each weight as a matrix
+        rows, cols = max(r for r, _ in self.shapes), max(k for _, k in self.shapes)
+        options = {"dtype": self.originals[0].dtype, "device": self.originals[0].device}
+        self.slots = torch.zeros(len(self.shapes), rows, cols, **options)  # (M, R, K)
+        self.slot_views = [self.slots[i, :r, :k] for i, (r, k) in enumerate(self.shapes)]
+        self.u = torch.zeros(len(self.shapes), rows, **options)  # (M, R)
+        self.v = torch.zeros(len(self.shapes), cols, **options)  # (M, K)
+        self.read_vectors()
+
+    def __deepcopy__(self, memo) -> None:
+        return None
+
+    def buffers(self) -> List[torch.Tensor]:
+        return [sn._buffers["_u"] for sn in self.norms] + [sn._buffers["_v"] for sn in self.norms]
+
+    def vector_state(self) -> list:
+        return [(id(t), t._version) for t in self.buffers()]
+
+    def _see(self) -> None:
+        self.seen_buffers = self.buffers()  # held, so that no new tensor can take a seen one's id
+        self.seen = [(id(t), t._version) for t in self.seen_buffers]
+
+    def read_vectors(self) -> None:
         with torch.no_grad():
-            w = stacked.detach()
+            self.u.zero_()
+            self.v.zero_()
+            for i, sn in enumerate(self.norms):
+                self.u[i, : sn._u.numel()] = sn._u
+                self.v[i, : sn._v.numel()] = sn._v
+        self._see()
+
+    def write_vectors(self, u: torch.Tensor, v: torch.Tensor) -> None:
+        """Keep ``u`` (M, R) and ``v`` (M, K) and write each module's part to its buffers."""
+        torch._foreach_copy_([self.u, self.v] + self.buffers(),
+                             [u, v] + [u[i, :r] for i, (r, _) in enumerate(self.shapes)]
+                             + [v[i, :k] for i, (_, k) in enumerate(self.shapes)])
+        self._see()
+
+
+class _SpectralNormBatch(torch.autograd.Function):
+    """``W_i / sigma_i`` for a group's weights, the power iterations batched over them.
+
+    In training mode one power iteration per ``n_power_iterations`` on the zero-padded
+    matrices (padding changes no singular vector or value), written to each module's
+    buffers; then ``sigma = u^T W v``. Autograd records one node for the group, with the
+    gradient written out: with ``u`` and ``v`` held fixed, as torch's parametrization
+    holds them, the gradient of ``W / sigma`` is ``(G - <G, W / sigma> u v^T) / sigma``.
+    """
+
+    @staticmethod
+    def forward(ctx, plan: _BatchPlan, *originals: torch.Tensor):
+        torch._foreach_copy_(plan.slot_views, [original.flatten(1) for original in originals])
+        w = plan.slots  # (M, R, K), zero-padded
+        first = plan.norms[0]
+        u, v = plan.u, plan.v
+        if first.training:
             for _ in range(first.n_power_iterations):
                 u = F.normalize(torch.bmm(w, v.unsqueeze(2)).squeeze(2), dim=1, eps=first.eps)  # (M, R)
                 v = F.normalize(torch.bmm(u.unsqueeze(1), w).squeeze(1), dim=1, eps=first.eps)  # (M, K)
-            buffers = [sn._u for sn in norms] + [sn._v for sn in norms]
-            torch._foreach_copy_(buffers, [m_u[: b.numel()] for m_u, b in zip(u, buffers)] +
-                                 [m_v[: b.numel()] for m_v, b in zip(v, buffers[len(norms):])])
-    sigma = (u * torch.bmm(stacked, v.unsqueeze(2)).squeeze(2)).sum(1)  # (M,)
-    return [w / s for w, s in zip(originals, sigma)]
+            plan.write_vectors(u, v)
+        else:  # kept for backward: the plan's own tensors change in place
+            u, v = u.clone(), v.clone()
+        sigma = torch.bmm(u.unsqueeze(1), torch.bmm(w, v.unsqueeze(2))).view(-1)  # (M,)
+        weights = [original / s for original, s in zip(originals, sigma)]
+        ctx.save_for_backward(u, v, sigma, *weights)
+        return tuple(weights)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads: Optional[torch.Tensor]):
+        u, v, sigma, *weights = ctx.saved_tensors
+        out: List[Optional[torch.Tensor]] = [None]  # for the plan
+        for g, w, m_u, m_v, s in zip(grads, weights, u, v, sigma):
+            if g is None:
+                out.append(None)
+                continue
+            along = (g * w).sum()  # <G, W / sigma>
+            out.append((g - along * torch.outer(m_u[: w.size(0)], m_v[: w[0].numel()]).view_as(g)) / s)
+        return tuple(out)
