@@ -102,6 +102,7 @@ def measure_in_fresh_processes(argv, runs: int, workdir: Path) -> dict:
     results = []
     for i in range(runs):
         out = workdir / f"run{i}.json"
+        # the flags given, then --runs and --out again: argparse keeps the last of each
         subprocess.run([sys.executable, __file__, *argv, "--runs", "1", "--out", str(out)], check=True,
                        stdout=subprocess.DEVNULL)
         results.append(json.loads(out.read_text()))
@@ -140,9 +141,7 @@ def main(argv=None) -> int:
         result = measure(args)
     else:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        passed_on = [a for i, a in enumerate(argv) if a not in ("--runs", "--out") and
-                     (i == 0 or argv[i - 1] not in ("--runs", "--out")) and not a.startswith(("--runs=", "--out="))]
-        result = measure_in_fresh_processes(passed_on, args.runs, args.workdir)
+        result = measure_in_fresh_processes(argv, args.runs, args.workdir)
     print(f"# training step (train_iter), {result['device']}, {result['threads']} threads, {args.repeats} rounds"
           + (f", {args.runs} processes" if args.runs > 1 else ""))
     table = []

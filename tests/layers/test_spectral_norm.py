@@ -184,6 +184,10 @@ def test_the_batch_follows_buffers_and_weights_changed_behind_its_back():
     ours[1].weight  # noqa: B018
     theirs[1].weight  # noqa: B018
     _assert_same_norms(ours, theirs, normalized_weights(ours))
+    # a new parameter in the weight's place
+    for m in (ours[2], theirs[2]):
+        m.parametrizations.weight.original = nn.Parameter(m.parametrizations.weight.original.detach() + 1)
+    _assert_same_norms(ours, theirs, normalized_weights(ours))
     # .to() gives new tensors
     for m in ours + theirs:
         m.double()

@@ -125,9 +125,10 @@ class _BatchPlan:
     that a call pads and stacks nothing: a zero-padded slot per weight matrix, in one
     (M, R, K) tensor, and every u and v stacked and padded, (M, R) and (M, K).
 
-    It stays valid while the modules' weights keep their dtype and device (the weights
-    themselves are read at every call) and their ``_u`` and ``_v`` buffers are the
-    tensors, at the versions, it last wrote or read: whatever else changes them (``load_state_dict``, ``.to()``, DDP's buffer broadcast, a read of
+    It stays valid while the modules' weights are the same parameters, of the same dtype
+    and device (their values are read at every call), and their ``_u`` and ``_v``
+    buffers are the tensors, at the versions, it last wrote or read. Whatever else
+    changes them (``load_state_dict``, ``.to()``, DDP's buffer broadcast, a read of
     ``module.weight``, :func:`refresh_spectral_norm`) changes one of those, and the plan
     reads the vectors again. It is updated in place, as the buffers are, so a captured
     CUDA graph replays it. Kept on the group's first module, but not copied with it (an
@@ -156,13 +157,14 @@ class _BatchPlan:
 
     def matches(self, modules: Sequence[nn.Module]) -> bool:
         """Whether ``modules`` are the group this plan was built for, unchanged: the same
-        modules, each with the same single parametrization and weight storage, their
-        norms alike in settings and mode."""
+        modules, each with the same single parametrization of the same weight parameter,
+        of the same dtype and device, their norms alike in settings and mode."""
         if tuple(map(id, modules)) != self.ids or [(w.dtype, w.device) for w in self.originals] != self.placement:
             return False
-        for m, chain in zip(modules, self.chains):
+        for m, chain, original in zip(modules, self.chains, self.originals):
             current = m._modules.get("parametrizations")
-            if current is None or current._modules.get("weight") is not chain or len(chain) != 1:
+            if (current is None or current._modules.get("weight") is not chain or len(chain) != 1
+                    or chain._parameters.get("original") is not original):
                 return False
         return len({_settings(sn) for sn in self.norms}) == 1
 
@@ -187,12 +189,12 @@ class _BatchPlan:
     def buffers(self) -> List[torch.Tensor]:
         return [sn._buffers["_u"] for sn in self.norms] + [sn._buffers["_v"] for sn in self.norms]
 
-    def vector_state(self) -> list:
-        return [(id(t), t._version) for t in self.buffers()]
+    def vector_state(self, buffers: Optional[List[torch.Tensor]] = None) -> list:
+        return [(id(t), t._version) for t in (self.buffers() if buffers is None else buffers)]
 
     def _see(self) -> None:
         self.seen_buffers = self.buffers()  # held, so that no new tensor can take a seen one's id
-        self.seen = [(id(t), t._version) for t in self.seen_buffers]
+        self.seen = self.vector_state(self.seen_buffers)
 
     def read_vectors(self) -> None:
         with torch.no_grad():
