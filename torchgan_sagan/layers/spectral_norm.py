@@ -94,10 +94,11 @@ def normalized_weights(modules: Sequence[nn.Module]) -> List[torch.Tensor]:
     mode one power iteration per ``n_power_iterations`` (``u = normalize(W v)``, then
     ``v = normalize(W^T u)``, written into that weight's ``_u`` and ``_v``), then
     ``W / (u . W v)``. The matrices are zero-padded to one shape, which changes no
-    singular vector or value. A handful of small kernels replace several per weight,
-    which is what small layers such as the attention's 1x1 projections spend most on.
-    Otherwise (a module without it, or with other parametrizations) the weights are read
-    one by one. Inside ``torch.nn.utils.parametrize.cached()`` (several calls of a net
+    singular vector or value, in slots kept between calls with the stacked u and v
+    (:class:`_BatchPlan`). A handful of small kernels replace several per weight, which
+    is what small layers such as the attention's 1x1 projections spend most on.
+    Otherwise (a module without it, with other parametrizations, under inference mode
+    or while compiling) the weights are read one by one. Inside ``torch.nn.utils.parametrize.cached()`` (several calls of a net
     with one power iteration: D on real, then on fake images) the batch's weights go
     into that cache, under the key ``module.weight`` reads them by, and later calls
     take them from there.
