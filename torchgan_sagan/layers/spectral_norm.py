@@ -98,10 +98,10 @@ def normalized_weights(modules: Sequence[nn.Module]) -> List[torch.Tensor]:
     (:class:`_BatchPlan`). A handful of small kernels replace several per weight, which
     is what small layers such as the attention's 1x1 projections spend most on.
     Otherwise (a module without it, with other parametrizations, under inference mode
-    or while compiling) the weights are read one by one. Inside ``torch.nn.utils.parametrize.cached()`` (several calls of a net
-    with one power iteration: D on real, then on fake images) the batch's weights go
-    into that cache, under the key ``module.weight`` reads them by, and later calls
-    take them from there.
+    or while compiling) the weights are read one by one. Inside
+    ``torch.nn.utils.parametrize.cached()`` (several calls of a net with one power
+    iteration: D on real, then on fake images) the batch's weights go into that cache,
+    under the key ``module.weight`` reads them by, and later calls take them from there.
     """
     cache = parametrize._cache if parametrize._cache_enabled else None
     if cache is not None:
@@ -131,8 +131,8 @@ class _BatchPlan:
     buffers are the tensors, at the versions, it last wrote or read. Whatever else
     changes them (``load_state_dict``, ``.to()``, DDP's buffer broadcast, a read of
     ``module.weight``, :func:`refresh_spectral_norm`) changes one of those, and the plan
-    reads the vectors again. It is updated in place, as the buffers are, so a captured
-    CUDA graph replays it. Kept on the group's first module, but not copied with it (an
+    reads the vectors again. It is updated in place, as the buffers are, so that a
+    captured CUDA graph can replay it (tested with fake CUDA tensors, not yet on a GPU). Kept on the group's first module, but not copied with it (an
     EMA copy, an export): a copy builds its own.
     """
 
