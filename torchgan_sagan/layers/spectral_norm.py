@@ -132,8 +132,9 @@ class _BatchPlan:
     changes them (``load_state_dict``, ``.to()``, DDP's buffer broadcast, a read of
     ``module.weight``, :func:`refresh_spectral_norm`) changes one of those, and the plan
     reads the vectors again. It is updated in place, as the buffers are, so that a
-    captured CUDA graph can replay it (tested with fake CUDA tensors, not yet on a GPU). Kept on the group's first module, but not copied with it (an
-    EMA copy, an export): a copy builds its own.
+    captured CUDA graph can replay it (tested with fake CUDA tensors, not yet on a
+    GPU). Kept on the group's first module, but not copied with it (an EMA copy, an
+    export): a copy builds its own.
     """
 
     @classmethod
