@@ -56,3 +56,60 @@ def test_set_epoch_serves_that_epochs_order():
     resumed = DeviceBatches(_images(), 6, seed=3)
     resumed.set_epoch(2)
     assert [i for images, _ in resumed for i in _ids(images)] == orders[2]
+
+
+class _Stream:
+    def __init__(self, device):
+        self.device = device
+
+
+class _Event:
+    """Stands in for torch.cuda.Event: where it was recorded, and waits on it."""
+
+    made = []
+
+    def __init__(self):
+        self.stream, self.waited = None, False
+        _Event.made.append(self)
+
+    def record(self, stream=None):
+        self.stream = stream if stream is not None else torch.cuda.current_stream()
+
+    def synchronize(self):
+        self.waited = True
+
+
+def test_the_pinned_path_on_another_gpu_marks_each_copy_on_that_gpus_stream(monkeypatch):
+    """On cuda:1 while cuda:0 is current, the copy of a pinned buffer runs on cuda:1's
+    stream: its "done" event must be recorded there, or the buffer is refilled while
+    still being read. torch.cuda's streams, events, memory query and the copy itself
+    are stand-ins (the copy goes to the CPU)."""
+    current = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (0, 0))  # nothing fits: host path
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: _Stream(torch.device(device or current)))
+    monkeypatch.setattr(torch.cuda, "Event", _Event)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self)
+    to = torch.Tensor.to
+    copies = []
+
+    def copy(self, *args, **kwargs):
+        if args and isinstance(args[0], torch.device) and args[0].type == "cuda":
+            copies.append((args[0], kwargs.get("non_blocking")))
+            return to(self, "cpu")
+        return to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", copy)
+    _Event.made = []
+    batches = DeviceBatches(_images(), 4, device="cuda:1", seed=0)
+    assert not batches.on_device
+    monkeypatch.setattr(batches, "_labels", lambda: torch.zeros(4, dtype=torch.long))  # made on the GPU
+    seen = [i for images, _ in batches for i in _ids(images)]
+    assert len(seen) == 20 and len(set(seen)) == 20  # every image once, through the two buffers
+    assert copies == [(torch.device("cuda", 1), True)] * 5
+    assert [e.stream.device for e in _Event.made] == [torch.device("cuda", 1)] * 5
+    assert [e.waited for e in _Event.made] == [True, True, True, False, False]  # before each refill
+
+
+def test_devices_other_than_cuda_take_the_images_whole():
+    batches = DeviceBatches(_images(), 4, device="meta", gpu_share=0.0)
+    assert batches.on_device and batches.images.device.type == "meta"

@@ -12,7 +12,8 @@ from a tensor or array N x C x H x W, uint8 (an image cache,
   of two pinned buffers and copied with ``non_blocking=True``: the host goes on to the
   step while the copy runs, and only waits, before refilling a buffer, for the copy
   out of it that was queued two batches earlier.
-- On the CPU, batches are gathered from the array directly.
+- On the CPU, batches are gathered from the array directly; other devices (not CUDA)
+  take the images whole.
 
 uint8 pixels become ``x / 255`` then ``(x - 0.5) / 0.5`` on the device, the same
 numbers as torchvision's ``ToTensor`` and ``Normalize(0.5, 0.5)``. Under DDP each rank
@@ -69,7 +70,8 @@ class DeviceBatches:
                              f"{world} process(es); pass a smaller batch size")
         self.epoch = 0
         self._start = 0
-        self.on_device = self.device.type == "cpu" or self._fits(gpu_share)
+        # The host path is CUDA's (pinned buffers, CUDA events); other devices take the images.
+        self.on_device = self.device.type != "cuda" or self._fits(gpu_share)
         self.images = self.source.to(self.device) if self.on_device else self.source
         self._buffers = None  # the host path's two pinned buffers, each with its copy's event
         self._copies = 0
@@ -127,9 +129,12 @@ class DeviceBatches:
         if copied is not None:
             copied.synchronize()
         torch.index_select(self.source, 0, index.sort().values, out=buffer)
+        # The copy runs on the current stream of *its* device (cuda:1 may not be the
+        # current device): the event that says it is done is recorded there.
+        stream = torch.cuda.current_stream(self.device)
         batch = buffer.to(self.device, non_blocking=True)
         done = torch.cuda.Event()
-        done.record()
+        done.record(stream)
         self._buffers[slot] = (buffer, done)
         return to_unit_range(batch)
 
