@@ -97,11 +97,14 @@ class DeviceBatches:
 
     def _order(self) -> torch.Tensor:
         """This rank's indices for the current epoch: ``seed + epoch`` permutes all of
-        them (the same on every rank), each rank takes every ``world``-th."""
-        where = self.device if self.on_device else torch.device("cpu")
+        them (the same on every rank), each rank takes every ``world``-th. Drawn on the
+        GPU where the images are there; on the CPU otherwise (and for devices whose
+        generators PyTorch may not have), then moved to the images."""
+        where = self.device if self.on_device and self.device.type == "cuda" else torch.device("cpu")
         rng = torch.Generator(device=where).manual_seed(self.seed + self.epoch)
         order = torch.randperm(len(self.source), generator=rng, device=where)
-        return order[self.rank::self.world][: len(self) * self.batch_size]
+        order = order[self.rank::self.world][: len(self) * self.batch_size]
+        return order.to(self.images.device)
 
     def _labels(self) -> torch.Tensor:
         return torch.zeros(self.batch_size, dtype=torch.long, device=self.device)

@@ -12,6 +12,8 @@ report also measures how far the samples are from *each other* (each sample's
 nearest other sample, against each training image's nearest other training image, on
 equal numbers of both): collapsed samples are much closer to each other than
 training images are, copies are not.
+
+Everything is computed on the samples' device; the training images are moved there.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ COPIES_BELOW = 0.5
 
 def match_training_images(training: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``training`` images resized and converted (gray <-> RGB) to the shape of the
-    images in ``like`` (B, C, H, W)."""
+    images in ``like`` (B, C, H, W), and moved to their device: training batches may
+    live on the GPU (:class:`~torchgan_sagan.data.DeviceBatches`) while samples come
+    back to the CPU (:func:`~torchgan_sagan.metrics.sampling.generate`)."""
+    training = training.to(like.device)
     if training.shape[-2:] != like.shape[-2:]:
         training = F.interpolate(training.float(), size=like.shape[-2:], mode="bilinear", antialias=True,
                                  align_corners=False)
@@ -74,7 +79,8 @@ def _median_nearest_other(images: torch.Tensor) -> float:
 
 def memorization_report(samples: torch.Tensor, training: torch.Tensor) -> Dict:
     """Nearest-training-image distances of ``samples`` against the training images'
-    distances to each other, and the samples' distances to each other.
+    distances to each other, and the samples' distances to each other, on the samples'
+    device (``training`` may be on another one).
 
     Returns the quantiles of the first two (``sample_to_train``, ``train_to_train``),
     their median ratio ``median_ratio`` (about 1 or more: new images; well below 1:

@@ -1,0 +1,51 @@
+"""The stand-in device refuses what CUDA refuses, and accepts what CUDA accepts: the
+whole-program test (tests/examples/test_celeba_on_a_device.py) counts on both."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+HARNESS = Path(__file__).resolve().parent / "standin_device.py"
+
+SCRIPT = '''
+import sys
+import torch
+
+def main(argv):
+    x = torch.randn(4, 3).to("standin")
+    assert x.device.type == "standin"
+    y = (x * 2 + torch.tensor(1.0)).sum(0)                  # a CPU scalar is accepted, as on CUDA
+    picked = x[torch.tensor([0, 2])]                          # so are CPU indices
+    net = torch.nn.Linear(3, 2).to("standin")
+    net(x).sum().backward()
+    assert net.weight.grad.device.type == "standin" and picked.shape == (2, 3)
+    assert torch.equal(x.cpu() * 2, (x * 2).cpu()) and torch.equal(y.cpu(), (x.cpu() * 2 + 1).sum(0))
+    if argv == ["mix"]:
+        torch.cdist(x.cpu(), x)
+    if argv == ["mix-elementwise"]:
+        x + torch.ones(4, 3)
+    if argv == ["numpy"]:
+        x.numpy()
+    return 0
+'''
+
+
+def _run(tmp_path, *args):
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    return subprocess.run([sys.executable, str(HARNESS), str(script), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_standin_device_runs_what_cuda_runs_and_counts_it(tmp_path):
+    result = _run(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "host reads" in result.stderr and "standin: 0 operations" not in result.stderr
+
+
+def test_mixed_devices_and_numpy_are_refused_as_on_cuda(tmp_path):
+    for args, message in ((["mix"], "same device"),
+                          (["mix-elementwise"], "Expected all tensors to be on the same device"),
+                          (["numpy"], "can't convert standin:0 device type tensor to numpy")):
+        result = _run(tmp_path, *args)
+        assert result.returncode != 0 and message in result.stderr, (args, result.stderr[-2000:])
