@@ -22,6 +22,10 @@ every iteration and a G step every ``ncritic``-th by default): each *kind* of it
   every ``load_model`` (it replaces the optimizers' state).
 - **Warm-up.** The first iterations of each kind run eagerly on a side stream (cuDNN's
   autotuning, lazily built state), as PyTorch's capture recipe asks.
+- **The trainer's device.** Side stream, capture stream, capture and replays belong to
+  the trainer's device, which need not be the current one (``cuda:1``). Capture errors
+  are this thread's only (``capture_error_mode="thread_local"``), and a capture that
+  fails leaves the current stream as it found it.
 - **Outputs.** Losses and gradient sums are graph outputs: the logs get copies, so the
   deferred logger (:mod:`torchgan_sagan.trainer.deferred_logging`) reads the values of
   every iteration, and nothing is read back between log points.
@@ -200,24 +204,40 @@ class GraphedIterations:
             outputs.append((name, value, {n: s for n, s in sums.items() if s is not None}))
         return outputs
 
-    def _captured(self, kind: tuple) -> list:
-        graph = torch.cuda.CUDAGraph()
-        for optimizer in (getattr(self.trainer, n) for n in self.trainer.optimizer_names):
-            optimizer.zero_grad(set_to_none=True)  # gradients live in the graph's own memory
-        with torch.cuda.graph(graph):
-            outputs = self._body(kind)
+    def _zero_grad(self) -> None:
         for net in _nets(self.trainer).values():
             net.zero_grad(set_to_none=True)
+
+    def _captured(self, kind: tuple) -> list:
+        """Capture ``kind``'s iteration and replay it once. Everything happens on the
+        trainer's device (``cuda:1`` need not be the current one), on a capture stream
+        of that device; capture errors are this thread's alone (``thread_local``: a
+        DataLoader's pin-memory thread goes on), and whatever the capture raises, the
+        stream that was current before is current again afterwards (torch restores it
+        only when ``capture_end`` succeeds)."""
+        device = self.trainer.device
+        graph = torch.cuda.CUDAGraph()
+        self._zero_grad()  # gradients live in the graph's own memory
+        before = torch.cuda.current_stream(device)
+        try:
+            with torch.cuda.device(device), torch.cuda.graph(graph, stream=torch.cuda.Stream(device),
+                                                             capture_error_mode="thread_local"):
+                outputs = self._body(kind)
+        finally:
+            torch.cuda.set_stream(before)
+        self._zero_grad()
         self.graphs[kind] = (graph, outputs)
-        graph.replay()  # capturing ran nothing: this iteration's work
+        with torch.cuda.device(device):
+            graph.replay()  # capturing ran nothing: this iteration's work
         return outputs
 
     def _warm_up(self, kind: tuple) -> list:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        device = self.trainer.device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.device(device), torch.cuda.stream(side):
             outputs = self._body(kind)
-        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.current_stream(device).wait_stream(side)
         self.eager_runs[kind] += 1
         return outputs
 
@@ -239,7 +259,8 @@ class GraphedIterations:
             self._rates = rates
         if kind in self.graphs:
             graph, outputs = self.graphs[kind]
-            graph.replay()
+            with torch.cuda.device(t.device):
+                graph.replay()
         elif self.eager_runs[kind] < self.warmup:
             outputs = self._warm_up(kind)
         else:
@@ -247,6 +268,7 @@ class GraphedIterations:
                 outputs = self._captured(kind)
             except RuntimeError as err:  # an operation that cannot be captured: say so, go on eagerly
                 self.graphs.clear()
+                self._zero_grad()  # gradients the capture allocated hold nothing
                 t.graphed, t.cuda_graph_refusals = None, [f"capture failed: {str(err).strip().splitlines()[0]}"]
                 print(f"cuda_graphs: {t.cuda_graph_refusals[0]}; training on without graphs", file=sys.stderr)
                 return t.train_iter()
