@@ -231,3 +231,32 @@ def test_under_inference_mode_the_weights_are_read_one_by_one():
     with torch.inference_mode():
         for got, m in zip(normalized_weights(ours), theirs):
             torch.testing.assert_close(got, m.weight)
+
+
+#: Products that CUDA runs in TF32 when ``torch.backends.cuda.matmul.allow_tf32`` is on
+#: (the package's default there): matrix-matrix products and their batched forms.
+_TF32_PRODUCTS = {"mm", "bmm", "addmm", "baddbmm", "addbmm", "matmul", "_mm_plus_mm"}
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_the_batched_power_iteration_and_sigma_use_no_product_tf32_would_round(training):
+    """torch's own parametrization computes W v, W^T u and u . W v with mv and vdot,
+    which TF32 does not touch; the batch must not round them to a 10-bit mantissa on a
+    GPU either."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.add(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    layer = SelfAttention2d(32, layout="official", spectral_norm=True).train(training)
+    convs = [layer.query, layer.key, layer.value, layer.out]
+    normalized_weights(convs)  # the plan is built (it reads the vectors once)
+    with Ops() as seen:
+        normalized_weights(convs)
+    assert seen.names and not seen.names & _TF32_PRODUCTS, sorted(seen.names)

@@ -231,14 +231,17 @@ class _SpectralNormBatch(torch.autograd.Function):
         w = plan.slots  # (M, R, K), zero-padded
         first = plan.norms[0]
         u, v = plan.u, plan.v
+        # Products as multiply-and-sum, not bmm: on CUDA, bmm runs in TF32 by default (a
+        # 10-bit mantissa), where torch's own parametrization uses mv and vdot, which
+        # TF32 leaves in float32. These matrices are small; the sums cost little.
         if first.training:
             for _ in range(first.n_power_iterations):
-                u = F.normalize(torch.bmm(w, v.unsqueeze(2)).squeeze(2), dim=1, eps=first.eps)  # (M, R)
-                v = F.normalize(torch.bmm(u.unsqueeze(1), w).squeeze(1), dim=1, eps=first.eps)  # (M, K)
+                u = F.normalize((w * v.unsqueeze(1)).sum(2), dim=1, eps=first.eps)  # W v: (M, R)
+                v = F.normalize((w * u.unsqueeze(2)).sum(1), dim=1, eps=first.eps)  # W^T u: (M, K)
             plan.write_vectors(u, v)
         else:  # kept for backward: the plan's own tensors change in place
             u, v = u.clone(), v.clone()
-        sigma = torch.bmm(u.unsqueeze(1), torch.bmm(w, v.unsqueeze(2))).view(-1)  # (M,)
+        sigma = (u * (w * v.unsqueeze(1)).sum(2)).sum(1)  # u . W v: (M,)
         weights = [original / s for original, s in zip(originals, sigma)]
         ctx.save_for_backward(u, v, sigma, *weights)
         return tuple(weights)
