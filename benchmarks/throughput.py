@@ -8,8 +8,9 @@ one iteration (``torch.utils.flop_counter``), the achieved GFLOP/s, and the shar
 this machine's fp32 matmul throughput that it reaches; on CUDA also the peak memory
 of one iteration beyond what was allocated before it (the nets, optimizer state).
 
-The fused attention pads queries and keys to the values' width (PyTorch's fused kernels
-need one head width), so it executes more FLOPs than the layer needs. Two counts are
+The fused attention pads queries and keys with zero columns to the widths its kernel
+takes (``torchgan_sagan.layers.head_widths``: one width on the CPU), so it executes more
+FLOPs than the layer needs. Two counts are
 reported: "executed" (what ran) and "useful" (the same iteration with every attention
 layer switched to its explicit path, which does no padding); the GFLOP/s columns use
 each.

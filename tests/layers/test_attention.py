@@ -3,10 +3,12 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torchgan.layers import SelfAttention2d as TorchganSelfAttention2d
 
+from torchgan_sagan import list_configs
 from torchgan_sagan.layers import SelfAttention2d, spectral_norm_of
 from torchgan_sagan.layers.attention import CPU_EXPLICIT_MAX_ENTRIES, _fused_attention, fused_kernel_pays
 
@@ -170,17 +172,53 @@ def test_wrong_input_channels_is_a_value_error():
         SelfAttention2d(16)(torch.randn(1, 8, 4, 4))
 
 
-def test_padding_only_where_the_kernel_needs_one_head_width():
-    from torchgan_sagan.layers import needs_one_head_width
+def test_head_widths_are_what_each_fused_kernel_takes():
+    from torchgan_sagan.layers import head_widths
 
-    assert needs_one_head_width(torch.device("cpu"), torch.float32)  # CPU flash
-    assert needs_one_head_width(torch.device("cuda"), torch.bfloat16)  # CUDA flash
-    assert not needs_one_head_width(torch.device("cuda"), torch.float32)  # memory-efficient kernel
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert head_widths(cuda, torch.float32, 2, 8) == (4, 8)  # memory-efficient: two widths, multiples of 4
+    assert head_widths(cuda, torch.float32, 8, 64) == (8, 64)  # nothing to pad
+    assert head_widths(cuda, torch.float32, 6, 3) == (8, 4)
+    assert head_widths(cuda, torch.bfloat16, 2, 8) == (8, 8)  # flash: one width, a multiple of 8
+    assert head_widths(cuda, torch.bfloat16, 4, 12) == (16, 16)
+    assert head_widths(cpu, torch.float32, 2, 8) == (8, 8)  # the CPU's flash: one width
 
 
-def test_unpadded_fused_attention_is_the_same_function(monkeypatch):
+@pytest.mark.parametrize("name", [name if name == "sagan_cond_digits_32" else pytest.param(name, marks=pytest.mark.slow)
+                                  for name in list_configs()])  # the narrowest in the fast tier
+def test_every_presets_attention_reaches_the_fused_kernel_on_cuda(name, monkeypatch):
+    """On a (fake) GPU in float32 the attention of every registered config hands
+    scaled_dot_product_attention widths the memory-efficient kernel accepts (else it
+    falls back to the math kernel, which builds the N x N_k map)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from torchgan_sagan import get_config
+    from torchgan_sagan.models import BACKBONES
+
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+
+    def recording(q, k, v, **kwargs):
+        seen.append((q.size(-1), k.size(-1), v.size(-1), q.stride(-1), k.stride(-1), v.stride(-1)))
+        return sdpa(q, k, v, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
+    cfg = get_config(name)
+    with FakeTensorMode():
+        with torch.device("cuda"):
+            g_class, d_class = BACKBONES[cfg.backbone]
+            g, d = g_class(**cfg.generator_args()), d_class(**cfg.discriminator_args())
+            z = torch.randn(2, cfg.encoding_dims)
+            labels = (torch.randint(0, cfg.num_classes, (2,)),) if cfg.num_classes else ()
+        d(g(z, *labels), *labels)
+    assert seen, "no attention ran"
+    for qw, kw, vw, *strides in seen:
+        assert qw == kw and qw % 4 == 0 and vw % 4 == 0 and strides == [1, 1, 1], (name, qw, vw)
+
+
+def test_two_width_fused_attention_is_the_same_function(monkeypatch):
     """The path taken where the kernel accepts two widths (float32 on CUDA) computes
-    what the padded one does; here on the CPU's math kernel."""
+    what the one-width one does; here on the CPU's math kernel."""
     import torchgan_sagan.layers.attention as layers
 
     layer = SelfAttention2d(32, layout="official")
@@ -188,7 +226,7 @@ def test_unpadded_fused_attention_is_the_same_function(monkeypatch):
         layer.gamma.fill_(1.0)
     x = torch.randn(2, 32, 8, 8)
     padded = layer(x)
-    monkeypatch.setattr(layers, "needs_one_head_width", lambda device, dtype: False)
+    monkeypatch.setattr(layers, "head_widths", lambda device, dtype, qk, v: (qk + 2, v))
     assert torch.allclose(layer(x), padded, atol=1e-5)
 
 

@@ -1,7 +1,7 @@
 r"""Layers: the SAGAN self-attention block (:mod:`.attention`), spectral normalization
 (:mod:`.spectral_norm`) and class-conditional BatchNorm (:mod:`.conditional`)."""
 
-from .attention import ATTENTION_LAYOUTS, SelfAttention2d, needs_one_head_width
+from .attention import ATTENTION_LAYOUTS, SelfAttention2d, head_widths
 from .conditional import ConditionalBatchNorm2d, ConditionalSequential, run_layer
 from .spectral_norm import (
     SPECTRAL_NORM_TYPES,
@@ -21,6 +21,6 @@ __all__ = [
     "spectral_norm_of",
     "refresh_spectral_norm",
     "SPECTRAL_NORM_TYPES",
-    "needs_one_head_width",
+    "head_widths",
     "run_layer",
 ]

@@ -12,7 +12,7 @@ from ..checks import check_choice, check_positive_int
 from .spectral_norm import apply_spectral_norm, normalized_weights
 
 __all__ = ["SelfAttention2d", "ATTENTION_LAYOUTS", "FUSED_MODES", "fused_mode", "fused_kernel_pays",
-           "needs_one_head_width"]
+           "head_widths"]
 
 #: ``"torchgan"``: the layout of ``torchgan.layers.SelfAttention2d`` (value keeps all
 #: C channels, no pooling, no output projection; same parameter names, so its
@@ -49,12 +49,30 @@ def fused_kernel_pays(device: torch.device, n_queries: int, n_keys: int) -> bool
     return n_queries * n_keys > CPU_EXPLICIT_MAX_ENTRIES
 
 
-def needs_one_head_width(device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether the fused attention kernel for ``device`` and ``dtype`` needs query, key
-    and value of one width: flash attention does (the CPU's, and CUDA's in half
-    precision); CUDA's memory-efficient kernel, used in float32, does not, and padding
-    there would only add q.k work (4x for the official layout, 8x for torchgan's)."""
-    return not (device.type == "cuda" and dtype == torch.float32)
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def head_widths(device: torch.device, dtype: torch.dtype, qk_width: int, v_width: int) -> Tuple[int, int]:
+    """The widths (q and k, v) that the fused attention kernel for ``device`` and
+    ``dtype`` takes, from the layer's own; zero columns fill the difference.
+
+    - CUDA, float32: the memory-efficient kernel takes two widths, each a multiple of 4
+      (its GEMM alignment on tensor-core GPUs; 8 in half precision). Narrower, as the
+      conditional digits preset's query width 2, and ``scaled_dot_product_attention``
+      silently falls back to the math kernel, which builds the N x N_k map.
+    - CUDA, half precision: flash attention needs one width, a multiple of 8.
+    - CPU (flash) and other devices: one width, the larger of the two.
+
+    Padding q and k to 4 costs less than padding them to the value width (4x the q.k
+    work for the official layout, 8x for torchgan's)."""
+    if device.type == "cuda":
+        if dtype == torch.float32:
+            return _round_up(qk_width, 4), _round_up(v_width, 4)
+        width = _round_up(max(qk_width, v_width), 8)
+        return width, width
+    width = max(qk_width, v_width)
+    return width, width
 
 
 def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -62,25 +80,25 @@ def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
 
     q: (B, N, D_qk), k: (B, N_k, D_qk), v: (B, N_k, D_v) -> (B, N, D_v).
 
-    Where the fused kernel needs one head width (:func:`needs_one_head_width`; else
-    ``scaled_dot_product_attention`` silently falls back to its math kernel, which
-    builds the map), zero columns are appended to q and k, or v: that leaves every dot
-    product q_i . k_j and every output column unchanged. The kernels also need unit
-    stride along the channels; a slice along them is copied only where it lacks it.
+    q and k, and v, are widened with zero columns to what the kernel takes
+    (:func:`head_widths`; else ``scaled_dot_product_attention`` silently falls back to
+    its math kernel, which builds the map): that leaves every dot product q_i . k_j and
+    every output column unchanged. The kernels also need unit stride along the
+    channels; a slice along them is copied only where it lacks it.
     """
     d_v = v.size(-1)
-    same = needs_one_head_width(q.device, q.dtype)
-    width = max(q.size(-1), d_v)
+    qk_width, v_width = head_widths(q.device, q.dtype, q.size(-1), d_v)
 
-    def heads(t: torch.Tensor) -> torch.Tensor:
-        if same and t.size(-1) != width:
+    def heads(t: torch.Tensor, width: int) -> torch.Tensor:
+        if t.size(-1) != width:
             t = F.pad(t, (0, width - t.size(-1)))
         unit_stride = t.device.type == "cpu" and t.stride(-1) == 1  # CUDA kernels also want aligned rows
         return (t if unit_stride else t.contiguous()).unsqueeze(1)
 
-    q, k, v = heads(q), heads(k), heads(v)  # (B, 1, N, D), (B, 1, N_k, D), (B, 1, N_k, D)
+    # (B, 1, N, D_qk'), (B, 1, N_k, D_qk'), (B, 1, N_k, D_v')
+    q, k, v = heads(q, qk_width), heads(k, qk_width), heads(v, v_width)
     # SAGAN uses raw dot products: no 1/sqrt(d) temperature.
-    o = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # (B, 1, N, D)
+    o = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # (B, 1, N, D_v')
     return o.squeeze(1)[..., :d_v]  # (B, N, D_v)
 
 
