@@ -14,6 +14,8 @@ from torchgan_sagan.trainer import cuda_graphs
 from torchgan_sagan.trainer.cuda_graphs import GraphedIterations, graph_refusals, make_capturable
 from torchgan_sagan.trainer.resumable import run_iteration
 
+import fake_cuda
+from fake_cuda import FakeCuda
 from test_deferred_logging import HostReads  # same folder
 
 CASES = {
@@ -78,104 +80,9 @@ def test_the_graph_ready_iteration_reads_nothing_back(tmp_path):
     assert trainer.generator.ema.count_on_device
 
 
-class _FakeGraph:
-    """Stands in for torch.cuda.CUDAGraph: counts its replays and the device current at
-    each (the fake capture runs the captured iteration once, eagerly)."""
-
-    def __init__(self):
-        self.replays, self.replayed_on = 0, []
-
-    def replay(self):
-        self.replays += 1
-        self.replayed_on.append(_FakeCuda.current.device)
-
-
-class _FakeStream:
-    def __init__(self, device=None):
-        self.device = torch.device("cuda", _FakeCuda.device_index(device))
-
-    def wait_stream(self, other):
-        pass
-
-
-class _FakeCuda:
-    """The current device and each device's current stream, as torch.cuda keeps them."""
-
-    current_index = 0
-    current = None  # the current stream of the current device
-    streams = {}
-
-    @classmethod
-    def device_index(cls, device):
-        if device is None:
-            return cls.current_index
-        return torch.device(device).index if torch.device(device).index is not None else cls.current_index
-
-    @classmethod
-    def current_stream(cls, device=None):
-        return cls.streams.setdefault(cls.device_index(device), _FakeStream(cls.device_index(device)))
-
-    @classmethod
-    def set_stream(cls, stream):
-        cls.streams[stream.device.index] = stream
-        if stream.device.index == cls.current_index:
-            cls.current = stream
-
-    @classmethod
-    @contextlib.contextmanager
-    def device(cls, device):
-        before = cls.current_index
-        cls.current_index = cls.device_index(device)
-        cls.current = cls.current_stream()
-        try:
-            yield
-        finally:
-            cls.current_index = before
-            cls.current = cls.current_stream()
-
-    @classmethod
-    @contextlib.contextmanager
-    def stream(cls, stream):
-        before = cls.current_stream(stream.device)
-        cls.set_stream(stream)
-        try:
-            yield
-        finally:
-            cls.set_stream(before)
-
-
 @pytest.fixture
 def fake_graphs(monkeypatch):
-    """torch.cuda's graphs, streams and devices as stand-ins; ``seen`` records each
-    capture: the graph, the current device and stream inside it, its arguments."""
-    seen = {"captures": [], "capturable": [], "warm_up_streams": []}
-    _FakeCuda.current_index, _FakeCuda.streams = 0, {}
-    _FakeCuda.current = _FakeCuda.current_stream()
-
-    @contextlib.contextmanager
-    def capture(graph, stream=None, capture_error_mode="global", **kwargs):
-        stream = stream or _FakeStream()
-        before = _FakeCuda.current_stream(stream.device)
-        _FakeCuda.set_stream(stream)  # as torch.cuda.graph: the capture stream is current inside
-        seen["captures"].append({"graph": graph, "device": _FakeCuda.current.device, "stream": stream,
-                                 "error_mode": capture_error_mode})
-        yield
-        _FakeCuda.set_stream(before)  # restored only when the capture ends well
-
-    def warm_up_stream(device=None):
-        stream = _FakeStream(device)
-        seen["warm_up_streams"].append(stream)
-        return stream
-
-    monkeypatch.setattr(torch.cuda, "CUDAGraph", _FakeGraph)
-    monkeypatch.setattr(torch.cuda, "graph", capture)
-    monkeypatch.setattr(torch.cuda, "Stream", warm_up_stream)
-    monkeypatch.setattr(torch.cuda, "stream", _FakeCuda.stream)
-    monkeypatch.setattr(torch.cuda, "current_stream", _FakeCuda.current_stream)
-    monkeypatch.setattr(torch.cuda, "set_stream", _FakeCuda.set_stream)
-    monkeypatch.setattr(torch.cuda, "device", _FakeCuda.device)
-    monkeypatch.setattr(cuda_graphs, "make_capturable", seen["capturable"].append)  # CPU Adam refuses it
-    return seen
+    return fake_cuda.install(monkeypatch)
 
 
 def test_each_kind_of_iteration_warms_up_then_is_captured_once_and_replayed(tmp_path, fake_graphs):
@@ -216,12 +123,12 @@ def test_each_kind_of_iteration_warms_up_then_is_captured_once_and_replayed(tmp_
 def test_a_capture_that_fails_says_why_leaves_the_stream_as_it_was_and_training_goes_on_eagerly(
         tmp_path, fake_graphs, monkeypatch, capsys):
     trainer = _trainer(tmp_path, True)
-    original = _FakeCuda.current
+    original = FakeCuda.current
 
     @contextlib.contextmanager
     def refusing(graph, stream=None, capture_error_mode="global", **kwargs):
         fake_graphs["captures"].append({"error_mode": capture_error_mode})
-        _FakeCuda.set_stream(stream)  # torch.cuda.graph switches to the capture stream, then
+        FakeCuda.set_stream(stream)  # torch.cuda.graph switches to the capture stream, then
         yield
         raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore detail")  # capture_end
 
@@ -229,7 +136,7 @@ def test_a_capture_that_fails_says_why_leaves_the_stream_as_it_was_and_training_
     for images, labels in _batches(6):
         train_step(trainer, images, labels)
     assert trainer.graphed is None and trainer.loss_information["discriminator_iters"] == 6
-    assert _FakeCuda.current is original  # not left on the capture stream
+    assert FakeCuda.current is original  # not left on the capture stream
     assert fake_graphs["captures"] == [{"error_mode": "thread_local"}]  # the loader's threads are not stopped
     assert all(p.grad is None for p in trainer.generator.parameters())  # nothing the capture left behind
     assert capsys.readouterr().err.strip().splitlines() == [
@@ -253,7 +160,7 @@ def test_capture_warm_up_and_replays_run_on_the_trainers_device(tmp_path, fake_g
     assert [(c["device"], c["stream"].device) for c in fake_graphs["captures"]] == [(cuda1, cuda1)]
     graph = fake_graphs["captures"][0]["graph"]
     assert graph.replayed_on == [cuda1] * 3  # the capture's own iteration, then two replays
-    assert _FakeCuda.current_index == 0 and _FakeCuda.current.device == torch.device("cuda", 0)
+    assert FakeCuda.current_index == 0 and FakeCuda.current.device == torch.device("cuda", 0)
 
 
 def test_make_capturable_moves_adams_step_counts_to_the_parameters():
