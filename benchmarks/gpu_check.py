@@ -3,18 +3,23 @@
 For each network (registered configs and ``+tag`` variants, as in ``throughput.py``;
 ``tutorial-torchgan`` is torchgan's tutorial network with its own losses, for
 comparison) a trainer is built on the GPU and trained a few iterations on a random
-batch; then, with ``torch.cuda.set_sync_debug_mode("warn")``, every operation that
-makes the host wait for the GPU during ``--iters`` more iterations is counted, with
-the Python line that asked for it. Then the same over the real loop, as
+batch (with the optimizers ``examples/celeba.py`` trains with: fused Adam); then every
+operation that makes the host wait for the GPU during ``--iters`` more iterations is
+counted, with the Python line that asked for it: what
+``torch.cuda.set_sync_debug_mode("warn")`` reports, and every ``Event.synchronize`` and
+``Stream.synchronize``, which it does not. Then the same over the real loop, as
 ``examples/celeba.py`` trains: uint8 images (as the image cache holds them) served by
 ``DeviceBatches`` (on the GPU, and through its pinned host path) into the trainer's own
 loop for an epoch of ``--iters`` batches; its epoch end and checkpoint, which read back
 by design, run outside the count. The losses must stay finite. Then the attention's
 fused path is run with one allowed kernel per dtype (memory-efficient for float32 on
 unpadded widths, flash for bf16 on padded ones) and compared with the explicit path.
-Last, ``cuda_graphs=True`` (``--graph-nets``): the same iterations eager (Adam made
-capturable too) and as CUDA-graph replays from one seed, their weights compared, their
-time per iteration and the replays' host syncs counted.
+Last, ``cuda_graphs=True`` (``--graph-nets``): the same iterations as CUDA-graph replays
+and eagerly twice (Adam made capturable too) from one seed, the weights of the replays
+compared with the eager run's beside the two eager runs' own difference (the control:
+TF32, autotuning and nondeterministic kernels), their time per iteration and the
+replays' host syncs counted; a capture that fell back is reported with its reason.
+The JSON report (``--out``) is written after each section.
 
     python benchmarks/gpu_check.py                       # needs CUDA
     python benchmarks/gpu_check.py --nets sagan_32 sagan_32+bf16 --out syncs.json
@@ -23,10 +28,12 @@ time per iteration and the replays' host syncs counted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import sys
+import traceback
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -64,10 +71,40 @@ def _where(w: warnings.WarningMessage) -> str:
     return f"{path.name}:{w.lineno}"
 
 
+def _caller() -> str:
+    """``package/file.py:line`` of the code that called the function calling this."""
+    frame = traceback.extract_stack(limit=3)[0]
+    return _where(warnings.WarningMessage("", UserWarning, frame.filename, frame.lineno))
+
+
+@contextlib.contextmanager
+def _waits_counted(seen: list):
+    """Event and stream waits (``Event.synchronize``, ``Stream.synchronize``) recorded in
+    ``seen`` by caller: the host waits that the sync debug mode does not report."""
+    originals = {cls: cls.synchronize for cls in (torch.cuda.Event, torch.cuda.Stream)}
+
+    def counting(original):
+        def counted(self):
+            seen.append(_caller())
+            return original(self)
+        return counted
+
+    for cls, original in originals.items():
+        cls.synchronize = counting(original)
+    try:
+        yield
+    finally:
+        for cls, original in originals.items():
+            cls.synchronize = original
+
+
 def count_syncs(step, iters: int) -> Counter:
-    """Host syncs per source line during ``iters`` calls of ``step``."""
+    """Host syncs per source line during ``iters`` calls of ``step``: what
+    ``torch.cuda.set_sync_debug_mode("warn")`` reports, and every wait on an event or a
+    stream."""
     torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as seen:
+    waits = []
+    with warnings.catch_warnings(record=True) as seen, _waits_counted(waits):
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
@@ -76,7 +113,7 @@ def count_syncs(step, iters: int) -> Counter:
         finally:
             torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()  # outside the count
-    return Counter(_where(w) for w in seen if "synchronizing" in str(w.message))
+    return Counter(_where(w) for w in seen if "synchronizing" in str(w.message)) + Counter(waits)
 
 
 def outside_the_count(trainer) -> None:
@@ -118,41 +155,64 @@ def _weights(trainer) -> list:
     return [t.float() for name in trainer.model_names for t in getattr(trainer, name).state_dict().values()]
 
 
+def _train_from_seed(spec: str, batch: int, iters: int, device, folder: Path, *, graphs: bool, extra: dict):
+    """``spec`` built and trained ``2 * iters`` iterations from seed 0 (eagerly, or as
+    CUDA-graph replays): the trainer, ms per iteration over the last ``iters`` and the
+    host syncs of ``iters`` more. Eager runs get capturable Adam too (the graphs'
+    arithmetic); either way with the optimizer ``examples/celeba.py`` builds (fused)."""
+    torch.manual_seed(0)
+    trainer, step = build(spec, batch, 0, device, folder, cuda_graphs=graphs, **extra)
+    if not graphs:
+        for optimizer_name in trainer.optimizer_names:
+            make_capturable(getattr(trainer, optimizer_name))
+    elif trainer.graphed is None:
+        return trainer, None, None
+    torch.manual_seed(1)
+    trainer.logger.every = 10 ** 9
+    for _ in range(iters):
+        step()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iters):
+        step()
+    end.record()
+    torch.cuda.synchronize()
+    ms = start.elapsed_time(end) / iters
+    return trainer, ms, count_syncs(step, iters)
+
+
+def _max_relative_difference(a, b) -> float:
+    return max(((x - y).abs().max() / x.abs().max().clamp_min(1e-6)).item()
+               for x, y in zip(_weights(a), _weights(b)) if x.numel())
+
+
 def check_cuda_graphs(spec: str, batch: int, iters: int, device, workdir: Path) -> dict:
-    """``spec`` trained ``iters`` iterations eagerly and as CUDA-graph replays from one
-    seed on the same batch: the largest weight difference relative to the weight's
-    scale, ms per iteration of each (after the warm-up and capture), host syncs per
-    replayed iteration."""
+    """``spec`` trained from one seed on one batch three times: as CUDA-graph replays,
+    eagerly, and eagerly again. The largest weight difference relative to the weight's
+    scale between the replays and the eager run, beside the same between the two eager
+    runs (TF32, cuDNN's autotuning and nondeterministic backward kernels make those
+    differ too: the control), ms per iteration, and the host syncs per replayed
+    iteration. A capture that fell back (the run went on eagerly) is reported with its
+    reason and the numbers of the run it became."""
     name, ema = spec.removesuffix("+ema"), spec.endswith("+ema")
     extra = {"ema_decay": 0.999, "ema_start": 0} if ema else {}
-    runs = {}
-    for graphs in (True, False):  # graphs first: a refusal ends the check
-        torch.manual_seed(0)
-        trainer, step = build(name, batch, 0, device, workdir / f"graphs{graphs}", cuda_graphs=graphs, **extra)
-        if not graphs:
-            for optimizer_name in trainer.optimizer_names:  # the same Adam arithmetic as the graphs'
-                make_capturable(getattr(trainer, optimizer_name))
-        elif trainer.graphed is None:
-            return {"refused": trainer.cuda_graph_refusals}
-        torch.manual_seed(1)
-        trainer.logger.every = 10 ** 9
-        for _ in range(iters):
-            step()
-        torch.cuda.synchronize()
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(iters):
-            step()
-        end.record()
-        torch.cuda.synchronize()
-        runs[graphs] = (trainer, start.elapsed_time(end) / iters, count_syncs(step, iters))
-    (eager, eager_ms, _), (graphed, graph_ms, syncs) = runs[False], runs[True]
-    diff = max(((a - b).abs().max() / a.abs().max().clamp_min(1e-6)).item()
-               for a, b in zip(_weights(eager), _weights(graphed)) if a.numel())
-    return {"max_relative_weight_diff": diff, "eager_ms": eager_ms, "graph_ms": graph_ms,
-            "graphs": len(graphed.graphed.graphs), "syncs_per_step": sum(syncs.values()) / iters,
-            "where": dict(syncs)}
+    graphed, graph_ms, syncs = _train_from_seed(name, batch, iters, device, workdir / "graphs", graphs=True,
+                                                extra=extra)
+    if graph_ms is None:
+        return {"refused": graphed.cuda_graph_refusals}
+    eager, eager_ms, _ = _train_from_seed(name, batch, iters, device, workdir / "eager", graphs=False, extra=extra)
+    again, again_ms, _ = _train_from_seed(name, batch, iters, device, workdir / "eager2", graphs=False, extra=extra)
+    found = {"max_relative_weight_diff": _max_relative_difference(eager, graphed),
+             "eager_vs_eager_weight_diff": _max_relative_difference(eager, again),
+             "eager_ms": eager_ms, "eager_again_ms": again_ms, "graph_ms": graph_ms,
+             "syncs_per_step": sum(syncs.values()) / iters, "where": dict(syncs)}
+    if graphed.graphed is None:  # a capture failed: it trained on eagerly
+        found["fell_back"] = graphed.cuda_graph_refusals
+        found["graphs"] = 0
+    else:
+        found["graphs"] = len(graphed.graphed.graphs)
+    return found
 
 
 def check_attention_kernels() -> list:
@@ -189,7 +249,8 @@ def main(argv=None) -> int:
     device = torch.device("cuda")
     print(f"# {torch.cuda.get_device_name(device)}, torch {torch.__version__}, {cuda_settings(device)}")
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / "torchgan_sagan_gpu_check"
-    rows, report = [], {}
+    rows, nets = [], {}
+    report = {"device": torch.cuda.get_device_name(device), "torch": torch.__version__, "nets": nets}
     for spec in args.nets:
         torch.manual_seed(0)
         name, ema = spec.removesuffix("+ema"), spec.endswith("+ema")
@@ -206,34 +267,45 @@ def main(argv=None) -> int:
         loops = {path: real_loop_syncs(trainer, args.batch, args.iters, on_device=path == "gpu")
                  for path in ("gpu", "pinned")}
         finite = finite and all(math.isfinite(info[k]) for k in ("generator_losses", "discriminator_losses"))
-        report[spec] = {"syncs_per_step": per_step, "where": dict(syncs), "log_point_syncs": dict(log_point),
+        nets[spec] = {"syncs_per_step": per_step, "where": dict(syncs), "log_point_syncs": dict(log_point),
                         "real_loop_syncs_per_step": {p: dict(c) for p, c in loops.items()}, "losses_finite": finite}
         top = ", ".join(f"{k} x{v:g}" for k, v in (syncs + loops["gpu"] + loops["pinned"]).most_common(3))
         rows.append([spec, f"{per_step:g}", f"{sum(loops['gpu'].values()):g}", f"{sum(loops['pinned'].values()):g}",
                      sum(log_point.values()), "yes" if finite else "NO", top or "-"])
-        print(f"{spec}: {per_step:g} syncs/step {dict(syncs)}; real loop {report[spec]['real_loop_syncs_per_step']}",
+        print(f"{spec}: {per_step:g} syncs/step {dict(syncs)}; real loop {nets[spec]['real_loop_syncs_per_step']}",
               flush=True)
+        save(args.out, report)
     print(markdown_table(["net", "host syncs per step", "per step, real loop (images on GPU)",
                           "per step, real loop (pinned host path)", "syncs per log point", "losses finite",
                           "where (top 3)"], rows))
-    kernels = check_attention_kernels()
+    report["attention"] = kernels = check_attention_kernels()
+    save(args.out, report)
     print(markdown_table(["layout", "autocast", "only kernel allowed", "output dtype", "max diff vs explicit"], kernels))
     graphs, graph_rows = {}, []
+    report["cuda_graphs"] = graphs
     for spec in args.graph_nets:
         graphs[spec] = found = check_cuda_graphs(spec, args.batch, 2 * args.iters + 10, device, workdir)
+        save(args.out, report)
         if "refused" in found:
-            graph_rows.append([spec, "refused: " + "; ".join(found["refused"]), "", "", "", "", ""])
+            graph_rows.append([spec, "refused: " + "; ".join(found["refused"]), "", "", "", "", "", ""])
             continue
-        graph_rows.append([spec, f"{found['eager_ms']:.2f}", f"{found['graph_ms']:.2f}",
+        graph_rows.append([spec, f"{found['eager_ms']:.2f}", f"{found['graph_ms']:.2f}"
+                           + (f" (fell back: {'; '.join(found['fell_back'])})" if "fell_back" in found else ""),
                            f"{found['eager_ms'] / found['graph_ms']:.2f}x", f"{found['max_relative_weight_diff']:.1e}",
-                           found["graphs"], f"{found['syncs_per_step']:g}"])
+                           f"{found['eager_vs_eager_weight_diff']:.1e}", found["graphs"],
+                           f"{found['syncs_per_step']:g}"])
         print(f"{spec}: cuda graphs {found}", flush=True)
-    print(markdown_table(["net", "eager ms/iter", "graphed ms/iter", "speed-up", "max relative weight diff",
-                          "graphs", "host syncs per replayed step"], graph_rows))
-    if args.out:
-        args.out.write_text(json.dumps({"device": torch.cuda.get_device_name(device), "torch": torch.__version__,
-                                        "nets": report, "attention": kernels, "cuda_graphs": graphs}, indent=2))
+    print(markdown_table(["net", "eager ms/iter", "graphed ms/iter", "speed-up", "max relative weight diff, "
+                          "graphs vs eager", "the same, eager vs eager", "graphs", "host syncs per replayed step"],
+                         graph_rows))
     return 0
+
+
+def save(path, report: dict) -> None:
+    """The report so far (each section as it completes: a run cut short keeps what it measured)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ from _measure import (interleaved_times, machine_description, markdown_table, ma
 
 from torchgan_sagan import get_config, list_configs, make_trainer, train_step  # noqa: E402
 from torchgan_sagan.recipe.cli import parse_spec  # noqa: E402
-from torchgan_sagan.trainer.trainer import cuda_settings  # noqa: E402
+from torchgan_sagan.trainer.trainer import cuda_settings, fused_adam  # noqa: E402
 from torchgan_sagan.layers import SelfAttention2d  # noqa: E402
 from torchgan_sagan.models.torchgan_tutorial import tutorial_losses, tutorial_network_params  # noqa: E402
 
@@ -93,7 +93,9 @@ def ours(spec: str, step_channels: int):
 
 def build(spec: str, batch: int, step_channels: int, device: torch.device, workdir: Path, **overrides):
     """A trainer for ``spec`` (with config ``overrides``) and a step function that
-    trains it on one fixed batch."""
+    trains it on one fixed batch. The package's nets train with the optimizers
+    ``make_trainer`` gives a config (fused Adam on CUDA); torchgan's tutorial network
+    with its own (as a torchgan user's would)."""
     if spec == "tutorial-torchgan":
         # torchgan's network under the recipe of the tutorial preset.
         cfg = get_config("sagan_tutorial_64", step_channels=step_channels or 32)
@@ -109,6 +111,7 @@ def build(spec: str, batch: int, step_channels: int, device: torch.device, workd
                     loss.freeze_discriminator = False
         if "torchgansteps" in tags:  # the package's losses through torchgan's own train_ops
             losses = [_with_torchgans_step(loss) for loss in losses]
+        params = fused_adam(params, device.type == "cuda")  # the optimizer examples/celeba.py trains with
     trainer = make_trainer(cfg, out=workdir / spec, device=device, network_params=params, losses=losses,
                            sample_size=4)
     images = torch.rand(batch, cfg.image_channels, cfg.image_size, cfg.image_size, device=device) * 2 - 1

@@ -78,7 +78,7 @@ def install(monkeypatch, *also_in):
     (a CPU Adam refuses ``capturable``) recorded instead, in the package's CUDA-graph
     module and in the modules ``also_in``. Returns ``seen``: each capture (the graph,
     the current device and stream inside it, its arguments), the optimizers made
-    capturable, the side streams made."""
+    capturable, the streams made (side and capture streams)."""
     seen = {"captures": [], "capturable": [], "warm_up_streams": []}
     FakeCuda.current_index, FakeCuda.streams = 0, {}
     FakeCuda.current = FakeCuda.current_stream()
@@ -93,14 +93,19 @@ def install(monkeypatch, *also_in):
         yield
         FakeCuda.set_stream(before)  # restored only when the capture ends well
 
-    def warm_up_stream(device=None):
-        stream = FakeStream(device)
-        seen["warm_up_streams"].append(stream)
-        return stream
+    class SideStream(FakeStream):
+        """torch.cuda.Stream: a stream made by the code under test."""
+
+        def __init__(self, device=None):
+            super().__init__(device)
+            seen["warm_up_streams"].append(self)
+
+        def synchronize(self):
+            pass
 
     monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
     monkeypatch.setattr(torch.cuda, "graph", capture)
-    monkeypatch.setattr(torch.cuda, "Stream", warm_up_stream)
+    monkeypatch.setattr(torch.cuda, "Stream", SideStream)
     monkeypatch.setattr(torch.cuda, "stream", FakeCuda.stream)
     monkeypatch.setattr(torch.cuda, "current_stream", FakeCuda.current_stream)
     monkeypatch.setattr(torch.cuda, "set_stream", FakeCuda.set_stream)

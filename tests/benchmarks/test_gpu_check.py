@@ -4,6 +4,8 @@ checkpoints run with the checks off while every batch runs with them on."""
 
 from pathlib import Path
 
+import pytest
+
 import torch
 
 from torchgan_sagan import get_config, make_trainer, train_step
@@ -34,3 +36,87 @@ def test_the_cuda_graph_check_reports_a_refusal(tmp_path, load_script):
     gpu_check = load_script(SCRIPT)
     found = gpu_check.check_cuda_graphs("sagan_32", 2, 1, torch.device("cpu"), tmp_path)
     assert found == {"refused": ["training on cpu: CUDA graphs need a CUDA device"]}
+
+
+class _TimingEvent:
+    """torch.cuda.Event(enable_timing=True) on a CPU: 1 ms between any two."""
+
+    def __init__(self, **kwargs):
+        pass
+
+    def record(self, stream=None):
+        pass
+
+    def synchronize(self):
+        pass
+
+    def elapsed_time(self, other):
+        return 1.0
+
+
+@pytest.fixture
+def graphs_on_the_cpu(monkeypatch, load_script):
+    """gpu_check with torch.cuda's graphs, streams, events and sync checks as stand-ins,
+    and no refusal for the CPU: its CUDA-graph check runs here."""
+    import fake_cuda
+
+    from torchgan_sagan.trainer import cuda_graphs
+
+    gpu_check = load_script(SCRIPT)
+    fake_cuda.install(monkeypatch, gpu_check)
+    monkeypatch.setattr(cuda_graphs, "graph_refusals", lambda trainer: [])
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: None)
+    monkeypatch.setattr(torch.cuda, "Event", _TimingEvent)
+    return gpu_check
+
+
+def test_the_graph_check_compares_with_an_eager_control(tmp_path, graphs_on_the_cpu):
+    found = graphs_on_the_cpu.check_cuda_graphs("sagan_32", 2, 4, torch.device("cpu"), tmp_path)
+    assert found["graphs"] == 1 and "fell_back" not in found
+    assert found["eager_vs_eager_weight_diff"] == 0.0  # the CPU is deterministic
+    # The stand-in's replays do nothing (as replays on the wrong device might): the
+    # comparison sees it, above what two eager runs differ by.
+    assert found["max_relative_weight_diff"] > 1e-3
+    assert found["eager_ms"] == found["graph_ms"] == 0.25  # 1 ms over 4 iterations
+
+
+def test_a_capture_that_falls_back_is_reported_not_a_crash(tmp_path, graphs_on_the_cpu, monkeypatch, capsys):
+    import contextlib
+
+    @contextlib.contextmanager
+    def failing(graph, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing")
+        yield
+
+    monkeypatch.setattr(torch.cuda, "graph", failing)
+    found = graphs_on_the_cpu.check_cuda_graphs("sagan_32", 2, 4, torch.device("cpu"), tmp_path)
+    assert found["fell_back"] == ["capture failed: operation not permitted when stream is capturing"]
+    assert found["graphs"] == 0 and found["eager_vs_eager_weight_diff"] == 0.0
+    assert found["max_relative_weight_diff"] == 0.0  # it trained on eagerly, as the eager run did
+
+
+def test_waits_on_events_are_counted_as_host_syncs(graphs_on_the_cpu):
+    def step():
+        torch.cuda.Event().synchronize()  # as DeviceBatches waits for a pinned buffer's copy
+
+    counted = graphs_on_the_cpu.count_syncs(step, 3)
+    assert counted == {"test_gpu_check.py:" + str(step.__code__.co_firstlineno + 1): 3}
+
+
+def test_the_nets_train_with_the_optimizer_celeba_builds_on_cuda(tmp_path, monkeypatch, load_script):
+    throughput = load_script(SCRIPT.parent / "throughput.py")
+    built = {}
+
+    class Built(Exception):
+        pass
+
+    def recording(cfg, network_params=None, **kwargs):
+        built["params"] = network_params
+        raise Built
+
+    monkeypatch.setattr(throughput, "make_trainer", recording)
+    for spec, fused in (("sagan_celeba_64", True), ("tutorial-torchgan", None)):
+        with pytest.raises(Built):
+            throughput.build(spec, 2, 8, torch.device("cuda"), tmp_path)
+        assert {net["optimizer"]["args"].get("fused") for net in built["params"].values()} == {fused}, spec
