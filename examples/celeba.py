@@ -449,7 +449,7 @@ def finish(trainer: Trainer, loader, out: Path, test_noise: torch.Tensor) -> Non
         fake = generator(test_noise).cpu()
     save_image(image_grid(fake), out / "samples" / "final.png")
     real_vs_fake_figure(real, fake[: len(real)], out / "real_vs_fake.png")
-    if generator.attn_resolutions:
+    if getattr(generator, "attn_resolutions", None):  # a generator of other network_params may have none
         attention_figure(generator, test_noise[:4], out / "attention.png")
     memorization_check(generator, loader, out)
     print(f"Samples: {out / 'samples'}; comparison: {out / 'real_vs_fake.png'}; "
