@@ -57,6 +57,7 @@ MODULES = [
     "torchgan_sagan.trainer.monitoring",
     "torchgan_sagan.trainer.deferred_logging",
     "torchgan_sagan.trainer.cuda_graphs",
+    "torchgan_sagan.trainer.adam_state",
     "torchgan_sagan.trainer.distributed",
     "torchgan_sagan.trainer.sharding",
     "torchgan_sagan.trainer.torchgan_fixes",

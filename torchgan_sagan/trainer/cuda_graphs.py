@@ -22,10 +22,9 @@ every iteration and a G step every ``ncritic``-th by default): each *kind* of it
   every ``load_model`` (it replaces the optimizers' state).
 - **Warm-up.** The first iterations of each kind run eagerly on a side stream (cuDNN's
   autotuning, lazily built state), as PyTorch's capture recipe asks.
-- **The trainer's device.** Side stream, capture stream, capture and replays belong to
-  the trainer's device, which need not be the current one (``cuda:1``). Capture errors
-  are this thread's only (``capture_error_mode="thread_local"``), and a capture that
-  fails leaves the current stream as it found it.
+- **The trainer's device** (``cuda:1`` need not be current) holds the streams, captures
+  and replays. Capture errors are this thread's only (``thread_local``: a DataLoader's
+  pin-memory thread goes on); a failed capture leaves the current stream as it was.
 - **Outputs.** Losses and gradient sums are graph outputs: the logs get copies, so the
   deferred logger (:mod:`torchgan_sagan.trainer.deferred_logging`) reads the values of
   every iteration, and nothing is read back between log points.
@@ -52,9 +51,10 @@ from torchgan.models import Discriminator, Generator
 
 from .. import losses as package_losses
 from ..models.ema import WeightEMA
+from .adam_state import OPTIMIZER_FLAGS, make_capturable, place_step_counts
 from .torchgan_fixes import squared_gradient_norm
 
-__all__ = ["GraphedIterations", "GraphedTraining", "graph_refusals", "make_capturable", "WARMUP_ITERATIONS"]
+__all__ = ["GraphedIterations", "GraphedTraining", "graph_refusals", "WARMUP_ITERATIONS"]
 
 #: Eager iterations of each kind before its capture.
 WARMUP_ITERATIONS = 3
@@ -96,28 +96,6 @@ def graph_refusals(trainer) -> List[str]:
             reasons.append(f"the {name} runs under autocast (amp={options.amp!r}): its cast cache cannot be "
                            f"captured")
     return reasons
-
-
-#: Optimizer settings that belong to the trainer, not to a checkpoint.
-_OPTIMIZER_FLAGS = ("fused", "capturable")
-
-
-def place_step_counts(optimizer: torch.optim.Optimizer) -> None:
-    """Adam's step counts where its flags want them: float32 tensors on the
-    parameters' device for ``capturable`` or ``fused`` groups, on the host otherwise."""
-    for group in optimizer.param_groups:
-        on_device = bool(group.get("capturable") or group.get("fused"))
-        for p in group["params"]:
-            state = optimizer.state.get(p)
-            if state and isinstance(state.get("step"), torch.Tensor):
-                state["step"] = state["step"].to(p.device if on_device else "cpu", torch.float32)
-
-
-def make_capturable(optimizer: torch.optim.Optimizer) -> None:
-    """Switch Adam to ``capturable=True``, its step counts onto the parameters' device."""
-    for group in optimizer.param_groups:
-        group["capturable"] = True
-    place_step_counts(optimizer)
 
 
 def _gradient_sum(net: torch.nn.Module, eps: float = 1e-5) -> Optional[torch.Tensor]:
@@ -209,12 +187,9 @@ class GraphedIterations:
             net.zero_grad(set_to_none=True)
 
     def _captured(self, kind: tuple) -> list:
-        """Capture ``kind``'s iteration and replay it once. Everything happens on the
-        trainer's device (``cuda:1`` need not be the current one), on a capture stream
-        of that device; capture errors are this thread's alone (``thread_local``: a
-        DataLoader's pin-memory thread goes on), and whatever the capture raises, the
-        stream that was current before is current again afterwards (torch restores it
-        only when ``capture_end`` succeeds)."""
+        """Capture ``kind``'s iteration on the trainer's device and replay it once. The
+        stream current before is current after, even when the capture raises (torch
+        restores it only after a good ``capture_end``)."""
         device = self.trainer.device
         graph = torch.cuda.CUDAGraph()
         self._zero_grad()  # gradients live in the graph's own memory
@@ -291,8 +266,7 @@ class GraphedIterations:
                 if net in grad_logs.logs:
                     entries = grad_logs.logs[net]
                     entries[len(entries) - 1] = entries[len(entries) - 1] + total
-        for net in _nets(t).values():  # as torchgan's update_grads leaves them
-            net.zero_grad(set_to_none=True)
+        self._zero_grad()  # as torchgan's update_grads leaves them
         return lgen, ldis, gen_iters, dis_iters
 
 
@@ -322,7 +296,7 @@ class GraphedTraining:
         """torchgan's ``load_model``; the optimizers keep this trainer's ``fused`` and
         ``capturable`` (a checkpoint written with graphs on a GPU loads on the CPU, and
         the other way round), and graphs are captured again."""
-        kept = {name: [{k: group.get(k) for k in _OPTIMIZER_FLAGS} for group in getattr(self, name).param_groups]
+        kept = {name: [{k: group.get(k) for k in OPTIMIZER_FLAGS} for group in getattr(self, name).param_groups]
                 for name in self.optimizer_names}
         super().load_model(*args, **kwargs)  # type: ignore[misc]
         for name, flags in kept.items():
