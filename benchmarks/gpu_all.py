@@ -75,9 +75,9 @@ from torchgan_sagan.trainer import resumable  # noqa: E402
 #: Sizes of a run on a GPU and of the rehearsal on a CPU.
 SIZES = {
     "gpu": dict(images=20000, batch=64, warm=20, timed=100, profiled=10, synced=10, step_channels=None,
-                e2e_images=2000, graph_iters=20),
+                e2e_images=2000, graph_iters=20, samples=1000),
     "rehearse": dict(images=300, batch=8, warm=1, timed=2, profiled=1, synced=1, step_channels=8,
-                     e2e_images=48, graph_iters=2),
+                     e2e_images=48, graph_iters=2, samples=64),
 }
 #: The training runs of step 4: (row name, config, extra flags, torchgan's tutorial network).
 TRAIN_RUNS = [("sagan_celeba_64", "sagan_celeba_64", [], False),
@@ -354,9 +354,9 @@ def run(out: Path, mode: str) -> int:
         report.add("end to end", "celeba.py --data-root, then --resume: seconds", time.perf_counter() - start)
         start = time.perf_counter()
         command(["-m", "torchgan_sagan.generate", str(run_dir), "--device", device, "--out",
-                 str(out / "generated")], log)
+                 str(out / "generated"), "--num", str(min(64, sizes["samples"]))], log)
         command(["-m", "torchgan_sagan.evaluate", str(run_dir), "--device", device, "--real", str(folder),
-                 "--max-real", str(min(1000, sizes["images"]))], log)
+                 "--max-real", str(sizes["samples"]), "--num", str(sizes["samples"])], log)
         report.add("end to end", "generate, evaluate: seconds", time.perf_counter() - start)
 
     steps: Dict[str, Callable[[], None]] = {"environment": environment, "jpeg folder": jpegs,
