@@ -51,6 +51,8 @@ MODULES = [
     "torchgan_sagan.trainer.trainer",
     "torchgan_sagan.trainer.run_folder",
     "torchgan_sagan.trainer.resumable",
+    "torchgan_sagan.trainer.rollback",
+    "torchgan_sagan.trainer.preemption",
     "torchgan_sagan.trainer.divergence",
     "torchgan_sagan.trainer.run_state",
     "torchgan_sagan.trainer.checkpoints",

@@ -19,6 +19,10 @@ progress bar), and at the end ``real_vs_fake.png``, ``attention.png`` and a memo
 check (each sample's nearest training image, ``nearest.png``). Afterwards,
 ``python -m torchgan_sagan.generate OUT`` (and ``.evaluate``, ``.export``) take the folder.
 
+SIGTERM, SIGUSR1 (SLURM's ``--signal``) and Ctrl-C finish the iteration, write a checkpoint
+and exit with status 75 (130 after Ctrl-C): ``--resume auto`` continues exactly
+(docs/long-runs.md).
+
 A ``--data-root`` folder is decoded once into an image cache (a uint8 array on disk,
 rebuilt when the files or the size, crop or channels change; ``--cache-dir``), and
 batches come from it without decoding: on the GPU itself where the images fit, and the
@@ -67,6 +71,7 @@ from torchgan_sagan.trainer.checkpoints import UntrustedCheckpointError, find_ch
 from torchgan_sagan.trainer.divergence import DivergenceError, clear_mark, read_mark
 from torchgan_sagan.trainer.distributed import init_distributed, launched_by_torchrun
 from torchgan_sagan.trainer.monitoring import AttentionLogger, RunProgress, torchgan_output
+from torchgan_sagan.trainer.preemption import EXIT_INTERRUPTED, StopRequested
 from torchgan_sagan.trainer.run_folder import read_config, record_change
 from torchgan_sagan.trainer.trainer import cuda_settings
 from torchgan_sagan.visualize import attention_figure, image_grid, nearest_grid, real_vs_fake_figure
@@ -340,7 +345,7 @@ def run(args) -> int:
     else:
         rank, world, device = 0, 1, parse_device(args.device)
     say = print if rank == 0 else (lambda *a, **k: None)
-    out = shared_out(choose_out(args, config_name), distributed)
+    out = args.chosen_out = shared_out(choose_out(args, config_name), distributed)
     if args.resume == "auto" and not has_checkpoints(out):
         say(f"--resume auto: no checkpoint in {out / 'checkpoints'} yet, so this run starts there.")
         args.resume = None
@@ -486,10 +491,16 @@ def main(argv=None) -> int:
     except (DivergenceError, Diverged) as err:
         print(f"celeba.py: error: {err}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        print("celeba.py: interrupted; the newest checkpoint is kept (--resume continues from it)",
-              file=sys.stderr)
-        return 130
+    except StopRequested as stop:
+        print(f"celeba.py: stopped by {stop.name} at iteration {stop.iteration}, after writing {stop.checkpoint}; "
+              f"continue with --resume auto (exit status {stop.exit_status})", file=sys.stderr)
+        return stop.exit_status
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
+        out = getattr(args, "chosen_out", None)
+        kept = out is not None and has_checkpoints(out)
+        print("celeba.py: interrupted; " + ("the newest checkpoint is kept (--resume continues from it)" if kept
+                                            else "no checkpoint had been written"), file=sys.stderr)
+        return EXIT_INTERRUPTED
     except OSError as err:
         if err.errno != errno.ENOSPC:
             raise

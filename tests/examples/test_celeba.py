@@ -381,3 +381,81 @@ def test_a_run_killed_by_sigkill_resumes_to_the_weights_of_the_run_left_alone(tm
     moments = [(alone[o]["state"][k]["exp_avg_sq"], cut[o]["state"][k]["exp_avg_sq"])
                for o in ("optimizer_generator", "optimizer_discriminator") for k in alone[o]["state"]]
     assert all(torch.equal(a, b) for a, b in moments)
+
+
+def test_sigterm_mid_epoch_writes_a_checkpoint_and_resume_auto_ends_with_the_weights_of_the_run_left_alone(
+        tmp_path, capsys):
+    """SLURM's time limit or scancel: SIGTERM at iteration 3 of 6 in epoch 1, with no
+    --checkpoint-every: the run finishes the iteration, writes a checkpoint there and
+    exits 75; torchrun or a requeue runs the same command with --resume auto."""
+    flags = ["--epochs", "2", "--max-images", "12", "--batch-size", "4", "--step-channels", "8"]
+    assert celeba.main([*flags, "--out", str(tmp_path / "alone")]) == 0
+    capsys.readouterr()
+    stopped = subprocess.run([sys.executable, str(ROOT / "tests" / "trainer" / "killed_worker.py"), *flags,
+                              "--out", str(tmp_path / "cut")], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=600, env={**os.environ, "KILL_RANK": "0", "SIGNAL": "TERM",
+                                               "SIGNAL_AT_ITERATION": "3"})
+    assert stopped.returncode == 75, stopped.stderr[-2000:]
+    assert stopped.stderr.strip().splitlines()[-1].startswith("celeba.py: stopped by SIGTERM at iteration 3, after "
+                                                              "writing ")
+    state = _newest(tmp_path / "cut")["train_state"]
+    assert (state["epoch"], state["batch"], state["iteration"]) == (0, 3, 3)
+    assert not (tmp_path / "cut" / "samples" / "final.png").exists()  # it stopped, it did not finish
+    resumed = _run(*flags, "--out", tmp_path / "cut", "--resume", "auto", cwd=tmp_path)
+    assert resumed.returncode == 0 and "Resuming at epoch 1 of 2, batch 4." in resumed.stdout
+    alone, cut = _newest(tmp_path / "alone"), _newest(tmp_path / "cut")
+    assert cut["train_state"]["iteration"] == alone["train_state"]["iteration"] == 12
+    for part in ("generator", "discriminator", "optimizer_generator", "optimizer_discriminator"):
+        flat_alone, flat_cut = _tensors(alone[part]), _tensors(cut[part])
+        assert len(flat_alone) == len(flat_cut) and all(torch.equal(a, b) for a, b in zip(flat_alone, flat_cut)), part
+
+
+def _tensors(tree):
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        return [t for key in sorted(tree, key=str) for t in _tensors(tree[key])]
+    if isinstance(tree, (list, tuple)):
+        return [t for item in tree for t in _tensors(item)]
+    return []
+
+
+@pytest.mark.parametrize("signal_name, status", [("SIGUSR1", 75), ("SIGINT", 130)])
+def test_sigusr1_and_ctrl_c_stop_with_a_checkpoint(signal_name, status, tmp_path, monkeypatch, capsys):
+    import signal
+
+    from torchgan_sagan.trainer import resumable
+
+    iterate, seen = resumable.run_iteration, [0]
+
+    def signalled(trainer):
+        result = iterate(trainer)
+        seen[0] += 1
+        if seen[0] == 2:
+            os.kill(os.getpid(), getattr(signal, signal_name))
+        return result
+
+    monkeypatch.setattr(resumable, "run_iteration", signalled)
+    out = tmp_path / "run"
+    assert celeba.main(["--epochs", "2", "--max-images", "12", "--batch-size", "4", "--step-channels", "8",
+                        "--out", str(out)]) == status
+    assert f"stopped by {signal_name} at iteration 2" in capsys.readouterr().err
+    assert _newest(out)["train_state"]["iteration"] == 2
+    assert signal.getsignal(getattr(signal, signal_name)) is not None  # the handlers were put back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_second_ctrl_c_stops_at_once_and_says_what_is_kept(tmp_path, monkeypatch, capsys):
+    import signal
+
+    from torchgan_sagan.trainer import resumable
+
+    def pressed_twice(trainer):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(resumable, "run_iteration", pressed_twice)
+    out = tmp_path / "run"
+    assert celeba.main(["--epochs", "1", "--max-images", "12", "--batch-size", "4", "--step-channels", "8",
+                        "--out", str(out)]) == 130
+    assert capsys.readouterr().err.strip().endswith("interrupted; no checkpoint had been written")

@@ -11,6 +11,9 @@ Then the disk fills while rank 0 writes a checkpoint (``torch.save`` writes half
 and raises ``OSError(ENOSPC)``): every rank must end with that error, none may wait for
 rank 0 until the group's timeout (30 s here). Each rank writes what it raised to
 OUT/rank<r>_full_disk.txt.
+
+Last, rank 1 alone receives SIGTERM in the middle of an epoch: both ranks must stop at
+the same iteration, after the same checkpoint (OUT/rank<r>_sigterm.txt).
 """
 
 import errno
@@ -45,6 +48,7 @@ def main() -> None:
                 "world_size": trainer.world_size, "wrapped": sorted(trainer.wrapped)},
                out / f"rank{rank}.pt")
     full_disk(trainer, out, rank)
+    sigterm_on_one_rank(trainer, out, rank)
     dist.destroy_process_group()
 
 
@@ -57,6 +61,7 @@ def full_disk(trainer, out: Path, rank: int) -> None:
         f.write(b"the first half of a checkpoint")
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    real_torch = base_trainer.torch
     if rank == 0:  # the checkpoint's write alone fails (torch.save also serves the collectives)
         base_trainer.torch = type("TorchOnAFullDisk", (), {"save": staticmethod(
             lambda obj, path: atomic_write(path, write_half))})
@@ -67,7 +72,38 @@ def full_disk(trainer, out: Path, rank: int) -> None:
         outcome = f"OSError {err.errno}"
     except Exception as err:  # a timeout of the wait, for one
         outcome = f"{type(err).__name__}: {err}"
+    finally:
+        base_trainer.torch = real_torch
     (out / f"rank{rank}_full_disk.txt").write_text(outcome)
+
+
+def sigterm_on_one_rank(trainer, out: Path, rank: int) -> None:
+    """Rank 1 alone gets SIGTERM after its first iteration of an epoch of 4; with a log
+    point every 2 iterations, both ranks must stop at iteration 2, after one checkpoint."""
+    import signal
+
+    from torchgan_sagan.data import DeviceBatches
+    from torchgan_sagan.trainer import resumable
+    from torchgan_sagan.trainer.preemption import StopRequested
+
+    iterate = resumable.run_iteration
+
+    def signalled(t):
+        result = iterate(t)
+        if rank == 1 and t.iteration == trainer.iteration and not t.stop_received:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    resumable.run_iteration = signalled
+    trainer.logger.every, trainer.logger.iteration, trainer.iteration = 2, 0, 0
+    trainer.start_epoch, trainer.epochs = 0, 1
+    images = torch.rand(32, 1, 32, 32, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    try:
+        trainer.train(DeviceBatches(images, 4, rank=rank, world=2))
+        outcome = "trained to the end"
+    except StopRequested as stop:
+        outcome = f"{stop.name} at iteration {stop.iteration}"
+    (out / f"rank{rank}_sigterm.txt").write_text(outcome)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,12 @@ def test_ranks_hold_identical_weights_after_a_step(tmp_path):
     # leaves no partial file.
     for rank in (0, 1):
         assert (tmp_path / f"rank{rank}_full_disk.txt").read_text() == f"OSError {errno.ENOSPC}"
-    assert not [p.name for p in (tmp_path / "checkpoints").iterdir()]
+    # SIGTERM to rank 1 alone after iteration 1: both ranks stop at the log point of
+    # iteration 2, after one checkpoint there, which rank 0 wrote.
+    assert [(tmp_path / f"rank{rank}_sigterm.txt").read_text() for rank in (0, 1)] == ["SIGTERM at iteration 2"] * 2
+    (checkpoint,) = (tmp_path / "checkpoints").glob("*.model")
+    written = torch.load(checkpoint, weights_only=False)
+    assert written["train_state"]["iteration"] == 2 and written["train_state"]["batch"] == 2
 
 
 @pytest.mark.slow

@@ -3,8 +3,8 @@
 (``deferred_logging.py``), progress and attention logs (``monitoring.py``),
 checkpoints read without trusting them (``checkpoints.py``), the run folder and the
 config beside its checkpoints (``run_folder.py``), the loop of long runs: divergence,
-mid-epoch checkpoints, exact resume (``resumable.py``, ``divergence.py``,
-``run_state.py``), and the fixes torchgan 0.1.0 needs on current torch
+mid-epoch checkpoints, exact resume, rollbacks, pre-emption (``resumable.py``,
+``divergence.py``, ``rollback.py``, ``preemption.py``, ``run_state.py``), and the fixes torchgan 0.1.0 needs on current torch
 (``torchgan_fixes.py``)."""
 
 from .checkpoints import CorruptCheckpointError, UntrustedCheckpointError, latest_intact_checkpoint, load_checkpoint

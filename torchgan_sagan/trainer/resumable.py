@@ -17,6 +17,10 @@ comes after the logs, which torchgan writes after it), and adds:
 - **Checkpoints by the clock.** ``checkpoint_every`` (``500`` iterations, or ``"20m"``)
   adds mid-epoch checkpoints to the rotation of ``retain_checkpoints`` files (a save
   replaces the oldest, atomically: the newest good one is never lost).
+- **Pre-emption.** SIGTERM, SIGUSR1 and Ctrl-C finish the iteration, write a checkpoint
+  and raise :class:`~torchgan_sagan.trainer.preemption.StopRequested`
+  (:mod:`torchgan_sagan.trainer.preemption`); under DDP the ranks agree at the next log
+  point.
 - **Exact resume.** Every checkpoint holds ``train_state``: the position in the epoch,
   the iteration count, every rank's random generators and the TensorBoard steps.
   ``load_model`` restores them: the loop skips the epoch's trained batches (with the
@@ -30,23 +34,20 @@ point, none per step.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 
 from ..checks import check_choice, parse_interval
-from ..recipe.configs import DIVERGENCE_ACTIONS, SAGANConfig
-from .divergence import DivergenceError, finite_weights, non_finite_losses, write_mark
-from .run_folder import record_change
+from ..recipe.configs import DIVERGENCE_ACTIONS
+from .divergence import finite_weights, non_finite_losses
+from .preemption import StopRequested, stop_signals
+from .rollback import ROLLBACK_FACTOR, RollbackOnDivergence
 from .run_state import logger_steps, rng_state, set_logger_steps, set_rng_state
 
 __all__ = ["ResumableTraining", "run_iteration", "ROLLBACK_FACTOR"]
-
-#: What a rollback multiplies both learning rates by.
-ROLLBACK_FACTOR = 0.5
 
 
 class _Diverged(Exception):
@@ -74,13 +75,6 @@ def run_iteration(trainer) -> Tuple[Any, Any]:
     return lgen, ldis
 
 
-def _say(line: str) -> None:
-    """One line on stderr, above a progress bar if one is drawn."""
-    from tqdm import tqdm
-
-    tqdm.write(line, file=sys.stderr)
-
-
 def _position(loader, epoch: int, skip: int):
     """An iterator over ``loader``'s batches of ``epoch``, past its first ``skip``."""
     set_epoch = getattr(loader, "set_epoch", None) or getattr(getattr(loader, "sampler", None), "set_epoch", None)
@@ -96,7 +90,7 @@ def _position(loader, epoch: int, skip: int):
     return batches
 
 
-class ResumableTraining:
+class ResumableTraining(RollbackOnDivergence):
     """``Trainer`` mixin; see the module's docstring.
 
     Args:
@@ -119,6 +113,8 @@ class ResumableTraining:
         self.rollbacks, self.epoch, self._trust, self._clock = 0, self.start_epoch, False, time.monotonic()
         self.last_good_checkpoint: Optional[Path] = None
         self._pending_rng: Optional[dict] = None
+        self.stop_received: List[int] = []  # signals that asked the loop to stop
+        self._stop_agreed = False  # every rank knows of one (at a log point or a checkpoint)
 
     # -- hooks a distributed trainer overrides --------------------------------------
     rank_and_world: Tuple[int, int] = (0, 1)
@@ -141,12 +137,13 @@ class ResumableTraining:
             set_rng_state(self._pending_rng, self.device)
             self._pending_rng = None
         self._clock = time.monotonic()
-        while True:
-            try:
-                self._train_epochs(data_loader, **kwargs)
-                break
-            except _Diverged as found:
-                self._diverged(found.what)
+        with stop_signals(self.stop_received):
+            while True:
+                try:
+                    self._train_epochs(data_loader, **kwargs)
+                    break
+                except _Diverged as found:
+                    self._diverged(found.what)
         print("Training of the Model is Complete")
 
     def _train_epochs(self, loader, **kwargs) -> None:
@@ -164,8 +161,11 @@ class ResumableTraining:
                 due = self._health(clock=True) if self.logger.iteration % self.logger.every == 0 else False
                 if self.checkpoint_every and self.checkpoint_every[0] == "iterations":
                     due = due or self.iteration % int(self.checkpoint_every[1]) == 0
-                if due and done != batches_in_epoch:  # the epoch's own checkpoint follows anyway
+                stopping = self._stopping()
+                if (due or stopping) and done != batches_in_epoch:  # the epoch's own checkpoint follows anyway
                     self._save(epoch, done, kwargs.get("save_items"))
+                    if stopping:
+                        self._stop()
             for model in self.model_names:
                 getattr(self, model).eval()
             self.eval_ops(**kwargs)
@@ -174,6 +174,19 @@ class ResumableTraining:
             # epoch's metrics, and the steps its continuation logs at.
             self._save(epoch + 1, 0, kwargs.get("save_items"))
             self.optim_ops()
+            if self._stopping():
+                self._stop()
+
+    def _stopping(self) -> bool:
+        """Whether a stop signal came: at once in one process; under DDP once every
+        rank knows (the flags are combined at log points and checkpoints)."""
+        return bool(self.stop_received) if self.rank_and_world[1] == 1 else self._stop_agreed
+
+    def _stop(self) -> None:
+        import signal
+
+        raise StopRequested(self.stop_received[0] if self.stop_received else signal.SIGTERM, self.iteration,
+                            self.last_good_checkpoint)
 
     def _take(self, data) -> None:
         """The batch, as torchgan's loop takes it, copied without blocking the host."""
@@ -194,8 +207,9 @@ class ResumableTraining:
             and time.monotonic() - self._clock >= self.checkpoint_every[1]
         weights_ok = finite_weights(getattr(self, name) for name in self.model_names).to(self.device)
         flags = torch.stack([(~weights_ok).float(), torch.tensor(float(bool(bad)), device=self.device),
-                             torch.tensor(float(due), device=self.device)])
-        bad_weights, bad_loss, due = (bool(v) for v in self._agree(flags).tolist())
+                             torch.tensor(float(due), device=self.device),
+                             torch.tensor(float(bool(self.stop_received)), device=self.device)])
+        bad_weights, bad_loss, due, self._stop_agreed = (bool(v) for v in self._agree(flags).tolist())
         if bad_loss or bad_weights:
             parts = [f"{key} {value}" for key, value in bad.items()]
             if bad_weights:
@@ -253,65 +267,3 @@ class ResumableTraining:
             if optimizer is not None and key in fields:
                 for group in optimizer.param_groups:
                     group["lr"] = fields[key]
-
-    # -- divergence -------------------------------------------------------------------
-    def _diverged(self, what: str) -> None:
-        """Roll back, or stop with a :class:`DivergenceError` (and the folder's mark)."""
-        rank, _ = self.rank_and_world
-        where = f"iteration {self.iteration} (epoch {self.epoch + 1})"
-        good = self.last_good_checkpoint
-        if self.on_divergence == "rollback" and good is not None and self.rollbacks < self.max_rollbacks:
-            rollbacks = self.rollbacks + 1
-            self.load_model(str(good), trust_checkpoint=self._trust)
-            self._pending_rng = None  # other noise from here: the same would diverge the same way
-            self.rollbacks = rollbacks
-            changes = self._scale_learning_rates(ROLLBACK_FACTOR)
-            if rank == 0:
-                rates = ", ".join(f"{key} {new:g}" for key, (_, new) in changes.items())
-                _say(f"Training diverged at {where}: {what}. Rollback {rollbacks} of {self.max_rollbacks}: "
-                     f"back to {good} (epoch {self.start_epoch + 1}, batch {self.start_batch}), learning "
-                     f"rates now {rates}.")
-                self.on_learning_rates_changed(changes, f"rollback {rollbacks} after divergence at {where}")
-            return
-        reason = "" if self.on_divergence == "stop" else \
-            f" after {self.rollbacks} rollback(s) (max_rollbacks {self.max_rollbacks})" if good is not None else \
-            " with no checkpoint to roll back to"
-        newest = f"the newest good checkpoint is {good}" if good is not None else "no checkpoint was written yet"
-        rates = {{"optimizer_generator": "g_lr", "optimizer_discriminator": "d_lr"}.get(name, name):
-                 getattr(self, name).param_groups[0]["lr"] for name in self.optimizer_names}
-        error = DivergenceError(
-            f"training diverged at {where}{reason}: {what}; {newest}. Resume with lower learning rates "
-            f"(--g-lr, --d-lr) or --on-divergence rollback",
-            {"iteration": self.iteration, "epoch": self.epoch + 1, "what": what,
-             "checkpoint": None if good is None else str(good), **rates})
-        if rank == 0 and self.run_folder is not None:
-            write_mark(self.run_folder, error)
-        raise error
-
-    @property
-    def run_folder(self) -> Optional[Path]:
-        """The folder of ``<folder>/checkpoints/gan<k>.model``, when checkpoints go there."""
-        prefix = Path(self.checkpoints)
-        return prefix.parent.parent if prefix.parent.name == "checkpoints" else None
-
-    def _scale_learning_rates(self, factor: float) -> dict:
-        """Multiply every optimizer's rates by ``factor``; return ``{name: (old, new)}``
-        (``g_lr`` / ``d_lr`` for the nets of a config), also set in ``sagan_config``."""
-        changes = {}
-        for name in self.optimizer_names:
-            old = getattr(self, name).param_groups[0]["lr"]
-            for group in getattr(self, name).param_groups:
-                group["lr"] *= factor
-            net = name.replace("optimizer_", "")
-            changes[{"generator": "g_lr", "discriminator": "d_lr"}.get(net, net)] = (old, old * factor)
-        config = getattr(self, "sagan_config", None)
-        if config:
-            config["fields"].update({key: new for key, (_, new) in changes.items() if key in config["fields"]})
-        return changes
-
-    def on_learning_rates_changed(self, changes: dict, why: str) -> None:
-        """Called on rank 0 after a rollback changed the rates: ``config.json`` in the
-        run folder says what trains now, with the change in its history."""
-        config = getattr(self, "sagan_config", None)
-        if config and self.run_folder is not None:
-            record_change(self.run_folder, SAGANConfig.from_dict(config), changes, why, self.iteration)
