@@ -50,6 +50,7 @@ MODULES = [
     "torchgan_sagan.recipe.cli",
     "torchgan_sagan.trainer.trainer",
     "torchgan_sagan.trainer.run_folder",
+    "torchgan_sagan.trainer.run_lock",
     "torchgan_sagan.trainer.resumable",
     "torchgan_sagan.trainer.rollback",
     "torchgan_sagan.trainer.preemption",

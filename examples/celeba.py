@@ -42,6 +42,7 @@ only rank 0 printing, logging and writing files.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import random
@@ -73,6 +74,7 @@ from torchgan_sagan.trainer.distributed import init_distributed, launched_by_tor
 from torchgan_sagan.trainer.monitoring import AttentionLogger, RunProgress, torchgan_output
 from torchgan_sagan.trainer.preemption import EXIT_INTERRUPTED, StopRequested
 from torchgan_sagan.trainer.run_folder import read_config, record_change
+from torchgan_sagan.trainer.run_lock import RunFolderLocked, acquire_run_lock, claim_new_folder
 from torchgan_sagan.trainer.trainer import cuda_settings
 from torchgan_sagan.visualize import attention_figure, image_grid, nearest_grid, real_vs_fake_figure
 
@@ -218,9 +220,10 @@ def has_checkpoints(out: Path) -> bool:
 
 
 def choose_out(args, config_name: str) -> Path:
-    """Where this run goes. Without --out: a new run takes the first of runs/<config>,
-    runs/<config>-2, ... that does not exist yet, and --resume the last one that does.
-    An explicit --out that holds checkpoints is only resumed, never overwritten."""
+    """Where this run goes. Without --out: a new run creates the first of runs/<config>,
+    runs/<config>-2, ... that does not exist yet, and --resume takes the last one that
+    does (refused later if a live job holds it). An explicit --out that holds
+    checkpoints is only resumed, never overwritten."""
     if args.out is not None:
         if not args.resume and has_checkpoints(args.out):
             raise CliError(f"--out {args.out} holds the checkpoints of an earlier run; continue it with --resume "
@@ -235,14 +238,15 @@ def choose_out(args, config_name: str) -> Path:
         newest = folder
     if args.resume:
         return newest or base
-    return folder
+    return claim_new_folder(run_folders(base))  # created here: a job started in the same second takes the next
 
 
-def shared_out(out: Path, distributed: bool) -> Path:
-    """Rank 0's choice of folder, on every rank (they could see the folders at different moments)."""
+def shared_out(args, config_name: str, rank: int, distributed: bool) -> Path:
+    """Rank 0's choice of folder (:func:`choose_out`), on every rank: only rank 0
+    chooses, since choosing a new folder creates it."""
     if not distributed:
-        return out
-    choice = [str(out)]
+        return choose_out(args, config_name)
+    choice = [str(choose_out(args, config_name)) if rank == 0 else None]
     torch.distributed.broadcast_object_list(choice, src=0)
     return Path(choice[0])
 
@@ -345,7 +349,30 @@ def run(args) -> int:
     else:
         rank, world, device = 0, 1, parse_device(args.device)
     say = print if rank == 0 else (lambda *a, **k: None)
-    out = args.chosen_out = shared_out(choose_out(args, config_name), distributed)
+    out = args.chosen_out = shared_out(args, config_name, rank, distributed)
+    with run_folder_lock(out, rank, say):
+        return train_into(out, args, cfg, config_name, rank, world, device, distributed, say)
+
+
+@contextlib.contextmanager
+def run_folder_lock(out: Path, rank: int, say):
+    """``out`` locked for this job (by rank 0 for all of them) while it trains; another
+    live job's lock is a one-line error naming it."""
+    if rank != 0:
+        yield
+        return
+    try:
+        lock = acquire_run_lock(out, say=say)
+    except RunFolderLocked as err:
+        raise CliError(str(err)) from err
+    with lock:
+        yield
+
+
+def train_into(out: Path, args, cfg, config_name: str, rank: int, world: int, device: torch.device,
+               distributed: bool, say) -> int:
+    """The run in its folder: resume or start, the data, the trainer, training, and the
+    final pictures."""
     if args.resume == "auto" and not has_checkpoints(out):
         say(f"--resume auto: no checkpoint in {out / 'checkpoints'} yet, so this run starts there.")
         args.resume = None

@@ -5,8 +5,10 @@ import errno
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -459,3 +461,38 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_is_kept(tmp_path, monkeypat
     assert celeba.main(["--epochs", "1", "--max-images", "12", "--batch-size", "4", "--step-channels", "8",
                         "--out", str(out)]) == 130
     assert capsys.readouterr().err.strip().endswith("interrupted; no checkpoint had been written")
+
+
+def test_a_second_job_into_a_live_runs_folder_is_refused_and_continues_once_it_is_gone(tmp_path, capsys):
+    """The same --out --resume auto job submitted twice: the second exits 2 naming the
+    first; the first trains on, alone; after it stops, the folder is free again."""
+    from torchgan_sagan.trainer.run_lock import LOCK_FILE
+
+    out = tmp_path / "run"
+    flags = ["--max-images", "12", "--batch-size", "4", "--step-channels", "8", "--out", str(out), "--resume", "auto"]
+    first = subprocess.Popen([sys.executable, str(SCRIPT), *flags, "--epochs", "500"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # until it trains: the lock and a first checkpoint are there
+            if (out / LOCK_FILE).exists() and list((out / "checkpoints").glob("*.model")):
+                break
+            time.sleep(0.1)
+        assert celeba.main([*flags, "--epochs", "500"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"celeba.py: error: {out} is in use by pid {first.pid} on ") and "\n" == error[-1:]
+        assert len(error.strip().splitlines()) == 1
+    finally:
+        first.send_signal(signal.SIGTERM)
+        stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 75, stderr[-2000:]
+    assert not (out / LOCK_FILE).exists()
+    assert celeba.main([*flags, "--epochs", "1"]) == 0  # the folder is free again: it resumes
+    assert "in use" not in capsys.readouterr().err
+
+
+def test_new_runs_started_together_take_different_folders(tmp_path, monkeypatch):
+    """A job array's tasks, started in the same second without --out."""
+    monkeypatch.chdir(tmp_path)
+    args = celeba.parse_args([])
+    first, second = celeba.choose_out(args, "sagan_faces_32"), celeba.choose_out(args, "sagan_faces_32")
+    assert (first, second) == (Path("runs/sagan_faces_32"), Path("runs/sagan_faces_32-2"))
