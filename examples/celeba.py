@@ -450,7 +450,8 @@ def train_into(out: Path, args, cfg, config_name: str, rank: int, world: int, de
     torch.manual_seed(args.seed + rank)
 
     start = time.time()
-    progress = RunProgress(loader, trainer, show=rank == 0 and not args.verbose)
+    # A bar on a terminal; a line per epoch in a batch system's log (no carriage returns).
+    progress = RunProgress(loader, trainer, show="auto" if rank == 0 and not args.verbose else False)
     # torchgan's per-epoch summaries go to the console with --verbose, else to train.log.
     try:
         with torchgan_output(out / "train.log" if rank == 0 else None, verbose=args.verbose):

@@ -496,3 +496,16 @@ def test_new_runs_started_together_take_different_folders(tmp_path, monkeypatch)
     args = celeba.parse_args([])
     first, second = celeba.choose_out(args, "sagan_faces_32"), celeba.choose_out(args, "sagan_faces_32")
     assert (first, second) == (Path("runs/sagan_faces_32"), Path("runs/sagan_faces_32-2"))
+
+
+def test_a_piped_run_prints_a_line_per_epoch_and_no_carriage_returns(tmp_path):
+    """As under a batch system, whose log file is no terminal: no progress bar."""
+    result = _run("--epochs", 3, "--max-images", 12, "--batch-size", 4, "--step-channels", 8, "--out",
+                  tmp_path / "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stdout + result.stderr
+    epochs = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/3 done", "epoch 2/3 done", "epoch 3/3 done"]
+    assert all(", G " in line and ", D " in line and line.endswith(" it/s") for line in epochs)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert log.count("Epoch 3 Summary") == 1  # torchgan's summaries, whole, in the log

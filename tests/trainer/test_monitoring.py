@@ -46,3 +46,28 @@ def test_attention_maps_and_gammas_reach_tensorboard(trainer, tmp_path):
     events = b"".join(p.read_bytes() for p in (tmp_path / "logs").glob("events.out.tfevents.*"))
     assert b"attention_gamma/generator/model.9" in events and b"attention_maps" in events
     assert logger.step == 3  # called after each of the 2 epochs
+
+
+def test_torchgans_log_is_on_disk_line_by_line(tmp_path):
+    """A run killed between epochs keeps the log of every epoch before."""
+    log = tmp_path / "train.log"
+    with torchgan_output(log):
+        print("Epoch 1 Summary")
+        assert log.read_text() == "Epoch 1 Summary\n"  # before the file is closed
+
+
+def test_without_a_terminal_progress_is_a_line_per_epoch(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from torchgan_sagan.data import DeviceBatches
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    trainer = make_trainer(get_config("sagan_32", image_channels=1, step_channels=8, epochs=2), out=tmp_path,
+                           device="cpu")
+    progress = RunProgress(DeviceBatches(torch.rand(8, 1, 32, 32) * 2 - 1, 4), trainer, show="auto")
+    trainer(progress)
+    progress.close()
+    printed = capsys.readouterr()
+    lines = [line for line in printed.out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2 done", "epoch 2/2 done"]
+    assert "\r" not in printed.err + printed.out

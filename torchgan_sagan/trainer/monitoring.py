@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 import torch
 
@@ -32,7 +34,8 @@ def torchgan_output(log_file: Optional[Path], *, verbose: bool = False) -> Itera
     if verbose:
         yield
         return
-    with (open(log_file, "a") if log_file is not None else open(os.devnull, "w")) as sink:
+    # Line-buffered: the log's tail is there as the run goes, and after a kill.
+    with (open(log_file, "a", buffering=1) if log_file is not None else open(os.devnull, "w")) as sink:
         with contextlib.redirect_stdout(sink):
             yield
 
@@ -40,16 +43,28 @@ def torchgan_output(log_file: Optional[Path], *, verbose: bool = False) -> Itera
 class RunProgress:
     """A loader seen through one progress bar over the whole run (``show=False``: no
     bar, as on the non-zero ranks of a distributed run). It passes ``batch_size`` and
-    ``sampler`` through, which torchgan's and the distributed trainer read."""
+    ``sampler`` through, which torchgan's and the distributed trainer read.
 
-    def __init__(self, loader, trainer, *, show: bool = True) -> None:
+    ``show="auto"``: the bar where stderr is a terminal; elsewhere (a batch system's log
+    file, a pipe), where a bar's carriage returns make one endless line, one line per
+    epoch on stdout instead, and one every ``every_seconds`` within a long epoch. The
+    stream is the stdout of the moment the progress is made (torchgan's own output may
+    be sent to a file later)."""
+
+    def __init__(self, loader, trainer, *, show: Union[bool, str] = True, every_seconds: float = 300.0) -> None:
         self.loader = loader
         self.trainer = trainer
         self.batch_size = loader.batch_size
         self.sampler = getattr(loader, "sampler", None)
-        self.show = show
+        if show == "auto":
+            show = "bar" if sys.stderr.isatty() else "lines"
+        self.show = show is True or show == "bar"
+        self.lines = show == "lines"
+        self.stream, self.every_seconds = sys.stdout, every_seconds
         self.bar = None
         self.epoch: Optional[int] = None
+        self._said_at = self._epoch_start = self._started = time.monotonic()
+        self._batches = 0  # served in this launch
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -98,18 +113,36 @@ class RunProgress:
         if self.bar is None:
             self.bar = self._open()
             self.epoch = self.trainer.start_epoch
+        elif self.lines:  # the previous epoch has ended, its losses read back
+            self._say(f"epoch {self.epoch}/{self.trainer.epochs} done")
         self.epoch += 1
-        for batch in self.loader:
+        self._epoch_start = time.monotonic()
+        for done, batch in enumerate(self.loader, 1):
             yield batch
+            self._batches += 1
             self.bar.update(1)
             postfix = self.postfix()
             if postfix is not None:
                 self.bar.set_postfix_str(postfix, refresh=False)
+            if self.lines and time.monotonic() - self._said_at >= self.every_seconds:
+                self._say(f"epoch {self.epoch}/{self.trainer.epochs}, batch {done}/{len(self.loader)}")
+
+    def _say(self, what: str) -> None:
+        """One line: ``what``, the iteration, the running losses, the speed."""
+        now = time.monotonic()
+        postfix = self.postfix()
+        losses = ", ".join(p for p in (postfix or "").split(", ") if not p.startswith("epoch "))
+        print(f"{what}: iteration {getattr(self.trainer, 'iteration', self._batches)}" + (f", {losses}" if losses else "")
+              + f", {now - self._epoch_start:.0f} s, {self._batches / max(now - self._started, 1e-9):.2f} it/s",
+              file=self.stream, flush=True)
+        self._said_at = now
 
     def close(self, *, failed: bool = False) -> None:
-        """End the bar; ``failed``: erase it, so that the error that ended the run
-        stands alone."""
+        """End the bar (or, without one, say the last epoch's line); ``failed``: erase
+        the bar, so that the error that ended the run stands alone."""
         if self.bar is not None:
+            if self.lines and not failed:
+                self._say(f"epoch {self.epoch}/{self.trainer.epochs} done")
             if failed:
                 self.bar.leave = False
             self.bar.close()
