@@ -68,7 +68,8 @@ from torchgan_sagan.data import (
 from torchgan_sagan.metrics import InceptionFID, generate, memorization_report
 from torchgan_sagan.recipe.cli import CommandError as CliError
 from torchgan_sagan.recipe.cli import add_config_flags, config_overrides, parse_device
-from torchgan_sagan.trainer.checkpoints import UntrustedCheckpointError, find_checkpoints, latest_intact_checkpoint
+from torchgan_sagan.trainer.checkpoints import (UnreadableCheckpointError, UntrustedCheckpointError, find_checkpoints,
+                                                latest_intact_checkpoint)
 from torchgan_sagan.trainer.divergence import DivergenceError, clear_mark, read_mark
 from torchgan_sagan.trainer.distributed import init_distributed, launched_by_torchrun
 from torchgan_sagan.trainer.monitoring import AttentionLogger, RunProgress, torchgan_output
@@ -259,8 +260,8 @@ def resume_from(out: Path, trust: bool, say):
         raise CliError(f"--resume: no checkpoint (*.model) in {folder}; run once without --resume first")
     try:
         found, contents, damaged = latest_intact_checkpoint(folder, trust=trust)
-    except UntrustedCheckpointError as err:
-        raise CliError(str(err)) from err
+    except (UntrustedCheckpointError, UnreadableCheckpointError) as err:  # not damage: no falling back
+        raise CliError(f"--resume: {err}") from err
     for path, err in damaged:
         say(f"Skipping {path}: {err}")
     if found is None:

@@ -104,3 +104,14 @@ def test_partial_files_of_a_killed_write_are_removed(tmp_path):
     (tmp_path / "keep.model").write_bytes(b"a checkpoint")
     assert remove_partial_files(tmp_path) == left
     assert [p.name for p in tmp_path.iterdir()] == ["keep.model"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_files_get_the_mode_the_umask_gives_new_files(tmp_path, umask, mode):
+    """A checkpoint a teammate can read (mkstemp alone makes 0600 files)."""
+    before = os.umask(umask)
+    try:
+        atomic_save({"x": 1}, tmp_path / "a.model")
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "a.model").stat().st_mode) == mode

@@ -48,11 +48,14 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
     The file is written and synced under a temporary name, then renamed over
     ``path`` in one step, and the folder is synced, so an interrupted write (a kill, a
     full disk, a power cut) leaves the previous file intact and never a truncated one.
+    It gets the mode any new file gets (``0o666`` less the umask: 0644 under 022), so
+    that a teammate can read a run's checkpoints.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from the team
         with os.fdopen(fd, "wb") as f:
             write(f)
         replace_durably(tmp, path)
@@ -60,6 +63,13 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def replace_durably(complete: PathLike, path: PathLike) -> None:

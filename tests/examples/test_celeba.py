@@ -509,3 +509,28 @@ def test_a_piped_run_prints_a_line_per_epoch_and_no_carriage_returns(tmp_path):
     assert all(", G " in line and ", D " in line and line.endswith(" it/s") for line in epochs)
     log = (tmp_path / "run" / "train.log").read_text()
     assert log.count("Epoch 3 Summary") == 1  # torchgan's summaries, whole, in the log
+
+
+def test_an_unreadable_newest_checkpoint_stops_the_resume_with_its_reason(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from torchgan_sagan.trainer import checkpoints
+
+    out = tmp_path / "run"
+    assert _small_run(out, 2) == 0
+    capsys.readouterr()
+    newest = checkpoints.latest_intact_checkpoint(out / "checkpoints")[0]
+    load = torch.load
+
+    def refusing(path, *args, **kwargs):  # as EACCES on a teammate's file, ESTALE on NFS (root reads anything)
+        if Path(path) == newest:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints.torch, "load", refusing)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (out / "checkpoints").iterdir())
+    message = _main_error(capsys, "--epochs", "3", "--max-images", "10", "--step-channels", "8", "--out", out,
+                          "--resume")
+    assert message == (f"celeba.py: error: --resume: '{newest}' cannot be read (Permission denied); it is not known "
+                       f"to be damaged: fix the access and try again")
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (out / "checkpoints").iterdir()) == before

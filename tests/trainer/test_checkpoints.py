@@ -116,3 +116,44 @@ def test_a_checkpoint_from_before_the_subpackages_resumes_training(tmp_path):
     assert trainer.loss_information["generator_iters"] == 2
     train_step(trainer, torch.rand(4, 1, 32, 32) * 2 - 1, torch.tensor([0, 1, 2, 3]))
     assert trainer.loss_information["generator_iters"] == 3
+
+
+def _checkpoint(folder, name, iteration, mtime):
+    path = folder / name
+    atomic_save({"epoch": iteration // 4, "generator": {"w": torch.ones(2)},
+                 "train_state": {"epoch": iteration // 4, "batch": 0, "iteration": iteration}}, path)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_the_newest_checkpoint_is_the_furthest_trained_not_the_latest_modified(tmp_path):
+    """A run copied without its times (cp -r, rsync -r) gives its files arbitrary ones."""
+    _checkpoint(tmp_path, "gan0.model", 12, mtime=3000)  # the rotation's oldest, touched last by the copy
+    newest = _checkpoint(tmp_path, "gan1.model", 16, mtime=1000)
+    _checkpoint(tmp_path, "gan2.model", 8, mtime=2000)
+    found, contents, skipped = latest_intact_checkpoint(tmp_path)
+    assert found == newest and contents["train_state"]["iteration"] == 16 and skipped == []
+
+
+def test_a_checkpoint_that_cannot_be_read_is_not_called_damaged(tmp_path, monkeypatch):
+    """Permission, I/O and stale-handle errors say nothing of the file: the resume must
+    stop there, not step back to an older checkpoint (which the rotation would then
+    overwrite the newer one with)."""
+    import errno
+
+    from torchgan_sagan.trainer import checkpoints
+
+    _checkpoint(tmp_path, "gan0.model", 4, mtime=1000)
+    newest = _checkpoint(tmp_path, "gan1.model", 8, mtime=2000)
+    load = torch.load
+
+    def refusing(path, *args, **kwargs):
+        if str(path) == str(newest):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints.torch, "load", refusing)
+    with pytest.raises(checkpoints.UnreadableCheckpointError, match="Permission denied.*not known to be damaged"):
+        latest_intact_checkpoint(tmp_path)
+    with pytest.raises(checkpoints.UnreadableCheckpointError):  # an OSError, not a CorruptCheckpointError
+        load_checkpoint(newest)
