@@ -74,7 +74,7 @@ from torchgan_sagan.trainer.divergence import DivergenceError, clear_mark, read_
 from torchgan_sagan.trainer.distributed import init_distributed, launched_by_torchrun
 from torchgan_sagan.trainer.monitoring import AttentionLogger, RunProgress, torchgan_output
 from torchgan_sagan.trainer.preemption import EXIT_INTERRUPTED, StopRequested
-from torchgan_sagan.trainer.run_folder import read_config, record_change
+from torchgan_sagan.trainer.run_folder import read_config, record_change, values_the_run_left
 from torchgan_sagan.trainer.run_lock import RunFolderLocked, acquire_run_lock, claim_new_folder
 from torchgan_sagan.trainer.trainer import cuda_settings
 from torchgan_sagan.visualize import attention_figure, image_grid, nearest_grid, real_vs_fake_figure
@@ -276,10 +276,12 @@ class Diverged(Exception):
     """The run folder is marked: an earlier launch stopped on divergence (exit status 3)."""
 
 
-def resumed_config(args, checkpoint_path: Path, checkpoint: dict, say):
+def resumed_config(args, out: Path, checkpoint_path: Path, checkpoint: dict, say):
     """The config a resumed run trains with: the checkpoint's own, with the flags given
     on the command line (a given --config is compared field by field); a change to what
-    trains is refused. Returns the config and its changes ``{field: (old, new)}``."""
+    trains is refused. A flag that gives back a value the run itself changed (a
+    rollback's halved rates, with the command line a restart repeats) changes nothing.
+    Returns the config and its changes ``{field: (old, new)}``."""
     given = config_overrides(args)
     try:
         saved = read_config(checkpoint_path, checkpoint)
@@ -289,6 +291,12 @@ def resumed_config(args, checkpoint_path: Path, checkpoint: dict, say):
     if args.config:
         preset = get_config(args.config, **given)
         given = {name: getattr(preset, name) for name in saved.to_dict()["fields"]}
+    left = values_the_run_left(out)
+    for name, value in list(given.items()):
+        if value != getattr(saved, name) and value in left.get(name, ()):  # the run's own change stands
+            say(f"--{name.replace('_', '-')} {value:g} is what this run trained with before it changed {name} "
+                f"itself (a rollback); it keeps {getattr(saved, name):g}. Pass another value to change it.")
+            del given[name]
     try:
         return saved.resumed_with(**given)
     except ValueError as err:
@@ -308,14 +316,17 @@ def resumed_seed(given, checkpoint: dict) -> int:
 
 
 def check_divergence_mark(out: Path, cfg, changes: dict, rank: int, say) -> None:
-    """A folder an earlier launch left marked as diverged continues only with other
-    learning rates or with on_divergence 'rollback'; then the mark is removed."""
+    """A folder an earlier launch left marked as diverged continues only when the user
+    changes something that may help: the learning rates, or on_divergence to 'rollback'
+    (or more max_rollbacks). A restart with the same command line is no change (see
+    :func:`resumed_config`), and stops again. Then the mark is removed."""
     mark = read_mark(out)
     if mark is None:
         return
     other_rates = any(key in mark and getattr(cfg, key) != mark[key] for key in ("g_lr", "d_lr")) \
         or any(key in changes for key in ("g_lr", "d_lr"))
-    if not other_rates and cfg.on_divergence != "rollback":
+    if not other_rates and not (cfg.on_divergence == "rollback" and
+                                ("on_divergence" in changes or "max_rollbacks" in changes)):
         raise Diverged(mark.get("message", "training diverged in an earlier launch"))
     say(f"{out} was marked as diverged; continuing with g_lr {cfg.g_lr:g}, d_lr {cfg.d_lr:g}, "
         f"on_divergence {cfg.on_divergence}.")
@@ -382,7 +393,7 @@ def train_into(out: Path, args, cfg, config_name: str, rank: int, world: int, de
     checkpoint, changes = None, {}
     if args.resume:
         checkpoint, contents = resume_from(out, args.trust_checkpoint, say)
-        cfg, changes = resumed_config(args, checkpoint, contents, say)
+        cfg, changes = resumed_config(args, out, checkpoint, contents, say)
         args.seed = resumed_seed(args.seed, contents)
         del contents
     if args.seed is None:

@@ -534,3 +534,40 @@ def test_an_unreadable_newest_checkpoint_stops_the_resume_with_its_reason(tmp_pa
     assert message == (f"celeba.py: error: --resume: '{newest}' cannot be read (Permission denied); it is not known "
                        f"to be damaged: fix the access and try again")
     assert sorted((p.name, p.stat().st_mtime_ns) for p in (out / "checkpoints").iterdir()) == before
+
+
+def test_a_restart_with_the_original_rates_keeps_what_a_rollback_decided(tmp_path, capsys, poison_discriminator):
+    """torchrun --max-restarts and a requeue repeat the command line the run began with:
+    its --g-lr and --d-lr must not undo the rates a rollback halved, nor pass the
+    DIVERGED mark that a later divergence leaves."""
+    out = tmp_path / "run"
+    command = [*TINY, "--out", str(out), "--resume", "auto", "--g-lr", "1e-4", "--d-lr", "4e-4",
+               "--on-divergence", "rollback", "--max-rollbacks", "1"]
+    poison_discriminator(at_call=3 * 3)  # iteration 3, in epoch 2: rolled back to epoch 1's checkpoint
+    assert celeba.main([*command, "--epochs", "3"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["fields"]["g_lr"], config["fields"]["d_lr"]) == (5e-5, 2e-4)
+    capsys.readouterr()
+
+    assert celeba.main([*command, "--epochs", "4"]) == 0  # the restart, with the original flags
+    printed = capsys.readouterr().out
+    assert "--g-lr 0.0001 is what this run trained with before it changed g_lr itself (a rollback); it keeps " \
+           "5e-05" in printed
+    newest = _newest(out)
+    assert newest["epoch"] == 4
+    assert [newest[f"optimizer_{net}"]["param_groups"][0]["lr"] for net in ("generator", "discriminator")] == \
+        [5e-5, 2e-4]
+    assert json.loads((out / "config.json").read_text())["fields"]["g_lr"] == 5e-5
+
+    # It diverges again, its one rollback spent: it stops and marks the folder. The
+    # same command again does not pass the mark: its rates are no change.
+    poison_discriminator(at_call=3)
+    assert celeba.main([*command, "--epochs", "6"]) == 3
+    assert (out / MARK_FILE).exists()
+    capsys.readouterr()
+    assert celeba.main([*command, "--epochs", "6"]) == 3
+    assert "training diverged" in capsys.readouterr().err
+
+    # A new value is the user's change: it passes the mark, and trains.
+    assert celeba.main([*command, "--g-lr", "3e-5", "--epochs", "6"]) == 0
+    assert _newest(out)["optimizer_generator"]["param_groups"][0]["lr"] == 3e-5 and not (out / MARK_FILE).exists()

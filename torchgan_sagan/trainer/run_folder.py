@@ -26,7 +26,7 @@ from .checkpoints import find_checkpoints, latest_intact_checkpoint, load_checkp
 from ..recipe.configs import SAGANConfig
 
 __all__ = ["CONFIG_FILE", "SavesConfigInCheckpoints", "write_config", "record_change", "read_config",
-           "resolve_checkpoint", "load_generator"]
+           "resolve_checkpoint", "load_generator", "values_the_run_left"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -75,6 +75,29 @@ def record_change(folder: PathLike, cfg: SAGANConfig, changes: Dict[str, Tuple[A
     entry = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "iteration": iteration,
              "why": why, "changes": {name: [old, new] for name, (old, new) in changes.items()}}
     return write_config(cfg, folder, change=entry)
+
+
+#: How a change the run made itself begins its ``why`` in the history (see :mod:`.rollback`).
+RUN_DECISIONS = ("rollback",)
+
+
+def values_the_run_left(folder: PathLike) -> Dict[str, List[Any]]:
+    """``{field: [value, ...]}``: the values the run itself moved fields away from (a
+    rollback's rates), since the user last set each field, from ``config.json``'s
+    history. A restart that passes one of them again (torchrun, a requeue: the command
+    line the run began with) means no change, not a return to it."""
+    left: Dict[str, List[Any]] = {}
+    for entry in _history(Path(folder) / CONFIG_FILE):
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        if not isinstance(changes, dict):
+            continue
+        by_the_run = str(entry.get("why", "")).startswith(RUN_DECISIONS)
+        for name, change in changes.items():
+            if by_the_run and isinstance(change, list) and len(change) == 2:
+                left.setdefault(name, []).append(change[0])
+            elif not by_the_run:
+                left.pop(name, None)  # the user's own setting: a decision of theirs
+    return left
 
 
 def _run_folder(checkpoint: Path) -> Path:
