@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from the newest "
                    "intact checkpoint in --out (without --out: the newest run folder of the config); "
                    "--resume auto: continue if there is one, else start (for restarts under torchrun)")
+    p.add_argument("--allow-data-change", action="store_true", help="let --resume go on with other data than "
+                   "the run trained on (another folder or the embedded faces, crop, image count, processes)")
     p.add_argument("--trust-checkpoint", action="store_true", help="let --resume load a checkpoint that holds "
                    "objects outside the allowlist (it runs their code)")
     p.add_argument("--verbose", action="store_true", help="print torchgan's epoch summaries instead of one "
@@ -315,6 +317,32 @@ def resumed_seed(given, checkpoint: dict) -> int:
     return saved
 
 
+def data_source(args, cfg, dataset, world: int) -> dict:
+    """What the run trains on, as its checkpoints record it: the folder (resolved) or the
+    embedded faces, the crop, the image size and channels, the number of images, and the
+    number of processes (which multiplies the batch)."""
+    return {"source": "embedded LFW faces" if args.data_root is None else "folder",
+            "folder": None if args.data_root is None else str(args.data_root.expanduser().resolve()),
+            "crop": None if args.data_root is None else (args.crop or None),
+            "image_size": cfg.image_size, "channels": cfg.image_channels, "images": len(dataset), "processes": world}
+
+
+def check_same_data(recorded: dict, current: dict, allowed: bool, say) -> None:
+    """A resume trains on the data its run trained on: each difference is named in one
+    line and refused, unless ``allowed`` (--allow-data-change). A folder that moved
+    (staged to a job's scratch disk) with the same images is only said."""
+    differences = [f"{key} {recorded.get(key)!r} -> {current[key]!r}" for key in current
+                   if key != "folder" and recorded.get(key) != current[key]]
+    if differences and not allowed:
+        raise CliError(f"--resume: the run trained on other data: {'; '.join(differences)}. Resume with what it "
+                       f"trained on (--data-root, --crop, --max-images, the number of processes), or pass "
+                       f"--allow-data-change to go on with this on purpose")
+    if differences:
+        say(f"Resuming on other data, as asked (--allow-data-change): {'; '.join(differences)}.")
+    elif recorded.get("folder") != current["folder"]:
+        say(f"The data moved: {recorded.get('folder')} -> {current['folder']} (the same {current['images']} images).")
+
+
 def check_divergence_mark(out: Path, cfg, changes: dict, rank: int, say) -> None:
     """A folder an earlier launch left marked as diverged continues only when the user
     changes something that may help: the learning rates, or on_divergence to 'rollback'
@@ -390,11 +418,12 @@ def train_into(out: Path, args, cfg, config_name: str, rank: int, world: int, de
         args.resume = None
     elif args.out is None and not args.resume:
         say(f"A new run: {out}")
-    checkpoint, changes = None, {}
+    checkpoint, changes, recorded_data = None, {}, None
     if args.resume:
         checkpoint, contents = resume_from(out, args.trust_checkpoint, say)
         cfg, changes = resumed_config(args, out, checkpoint, contents, say)
         args.seed = resumed_seed(args.seed, contents)
+        recorded_data = contents.get("data_source")
         del contents
     if args.seed is None:
         args.seed = 0
@@ -404,6 +433,9 @@ def train_into(out: Path, args, cfg, config_name: str, rank: int, world: int, de
     torch.manual_seed(args.seed)
 
     dataset = build_dataset(args, cfg, say, rank=rank, distributed=distributed)
+    data = data_source(args, cfg, dataset, world)
+    if recorded_data is not None:
+        check_same_data(recorded_data, data, args.allow_data_change, say)
     if cfg.batch_size * world > len(dataset):
         raise CliError(f"batch size {cfg.batch_size}"
                        + (f" x {world} processes" if world > 1 else "")
@@ -468,7 +500,8 @@ def train_into(out: Path, args, cfg, config_name: str, rank: int, world: int, de
     try:
         with torchgan_output(out / "train.log" if rank == 0 else None, verbose=args.verbose):
             trainer.run_seed = args.seed  # in every checkpoint, for the resume
-            trainer(progress, save_items=["run_seed"])
+            trainer.data_source = data  # likewise: a resume checks it trains on the same data
+            trainer(progress, save_items=["run_seed", "data_source"])
     except BaseException:
         progress.close(failed=True)
         raise

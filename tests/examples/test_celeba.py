@@ -5,6 +5,7 @@ import errno
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -571,3 +572,26 @@ def test_a_restart_with_the_original_rates_keeps_what_a_rollback_decided(tmp_pat
     # A new value is the user's change: it passes the mark, and trains.
     assert celeba.main([*command, "--g-lr", "3e-5", "--epochs", "6"]) == 0
     assert _newest(out)["optimizer_generator"]["param_groups"][0]["lr"] == 3e-5 and not (out / MARK_FILE).exists()
+
+
+def test_a_resume_on_other_data_is_refused_with_each_difference(celeba_folder, tmp_path, capsys):
+    """--out R --resume without --data-root would train a folder's run on the embedded
+    faces; a copy of the folder elsewhere (a job's scratch disk) is the same data."""
+    out = tmp_path / "run"
+    common = ["--batch-size", "4", "--step-channels", "8", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    assert celeba.main([*common, "--data-root", str(celeba_folder), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    message = _main_error(capsys, *common, "--epochs", "2", "--resume")
+    assert message.startswith("celeba.py: error: --resume: the run trained on other data: source 'folder' -> "
+                              "'embedded LFW faces'; crop 160 -> None; images 10 -> 200") and "--allow-data-change" in message
+    message = _main_error(capsys, *common, "--data-root", str(celeba_folder), "--max-images", "8", "--epochs", "2",
+                          "--resume")
+    assert "images 10 -> 8" in message and "source" not in message
+
+    staged = tmp_path / "scratch" / "celeba"
+    shutil.copytree(celeba_folder, staged)
+    assert celeba.main([*common, "--data-root", str(staged), "--epochs", "2", "--resume"]) == 0
+    assert f"The data moved: {celeba_folder.resolve()} -> {staged.resolve()} (the same 10 images)." in \
+        capsys.readouterr().out
+    assert celeba.main([*common, "--epochs", "3", "--resume", "--allow-data-change"]) == 0
+    assert "Resuming on other data, as asked (--allow-data-change): source 'folder'" in capsys.readouterr().out
