@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tempfile
 import types
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 __all__ = [
     "atomic_write",
     "atomic_save",
+    "keep_copy",
     "default_cache_dir",
     "remove_partial_files",
     "replace_durably",
@@ -106,6 +108,22 @@ def remove_partial_files(folder: PathLike) -> List[str]:
     for name in names:
         os.remove(os.path.join(folder, name))
     return names
+
+
+def keep_copy(source: PathLike, target: PathLike) -> None:
+    """``target`` becomes a lasting copy of the finished file ``source``: a hard link
+    where the file system allows (no space used until ``source`` is replaced, which an
+    atomic write does by renaming, leaving the link's contents alone), else a copy,
+    written atomically. Its folder is made as needed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        return
+    except OSError:  # no hard links here (another file system, some network ones)
+        with open(source, "rb") as f:
+            atomic_write(target, lambda out: shutil.copyfileobj(f, out))
 
 
 def atomic_save(obj: Any, path: PathLike) -> None:

@@ -78,3 +78,10 @@ def test_compile_with_a_gradient_penalty_is_refused_at_config_time(loss):
     with pytest.raises(ValueError, match="torch.compile does not support double backward"):
         get_config("sagan_32", loss=loss, compile=True)
     get_config("sagan_32", loss="hinge", compile=True)  # fine without a penalty
+
+
+def test_every_field_a_resume_may_change_is_a_field_and_changes():
+    assert configs_module.RESUME_MAY_CHANGE <= {f.name for f in dataclasses.fields(configs_module.SAGANConfig)}
+    cfg = get_config("sagan_faces_32")
+    resumed, changes = cfg.resumed_with(compile=True, channels_last=True, keep_every="6h")
+    assert changes == {"compile": (False, True), "channels_last": (False, True), "keep_every": (None, "6h")}

@@ -111,3 +111,29 @@ def test_tensorboard_gets_every_log_every_th_step(tmp_path, monkeypatch):
 def test_log_every_is_checked(tmp_path):
     with pytest.raises(ValueError, match="log_every"):
         make_trainer(get_config("sagan_32", step_channels=8), out=tmp_path, device="cpu", log_every=0)
+
+
+def test_pictures_thin_out_over_long_runs():
+    from torchgan_sagan.trainer.deferred_logging import pictures_due
+
+    due = [epoch for epoch in range(1, 20001) if pictures_due(epoch)]
+    assert due[:100] == list(range(1, 101)) and due[100:103] == [110, 120, 130]
+    assert due == [*range(1, 101), *range(110, 1000, 10), *range(1000, 10000, 100), *range(10000, 20001, 1000)]
+    assert len([e for e in range(1, 10 ** 6 + 1) if pictures_due(e)]) < 550
+
+
+def test_an_epoch_off_the_schedule_draws_no_sample_grid_and_keeps_its_step(tmp_path):
+    from torchgan_sagan import get_config, make_trainer, train_step
+
+    trainer = make_trainer(get_config("sagan_32", image_channels=1, step_channels=8, sample_size=4), out=tmp_path,
+                           device="cpu")
+    train_step(trainer, torch.rand(4, 1, 32, 32) * 2 - 1)
+    images = next(v for v in trainer.logger.logger_end_epoch if type(v).__name__ == "ImageVisualize")
+    images.step = 101
+    trainer.logger.run_end_epoch(trainer, 100, 0.0)  # epoch 101: off the schedule
+    assert images.step == 102 and not list((tmp_path / "samples").glob("*.png"))
+    images.step = 110
+    trainer.logger.run_end_epoch(trainer, 109, 0.0)  # epoch 110: on it
+    assert [p.name for p in (tmp_path / "samples").glob("*.png")] == ["epoch110_generator.png"]
+    logs = trainer.logger.get_loss_viz().logs
+    assert all(len(values) == 1 for values in logs.values())  # restarted at the epoch's end

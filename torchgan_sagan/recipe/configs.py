@@ -27,19 +27,9 @@ import torch.nn as nn
 from torch.optim import Adam
 from torchgan import losses as tg
 
-from ..checks import (
-    check_attention,
-    check_betas,
-    check_choice,
-    check_classes,
-    check_compile_with_loss,
-    check_image_size,
-    check_ncritic,
-    check_positive_float,
-    check_positive_int,
-    check_resolutions,
-    parse_interval,
-)
+from ..checks import (check_attention, check_betas, check_choice, check_classes, check_compile_with_loss,
+                      check_image_size, check_ncritic, check_positive_float, check_positive_int, check_resolutions,
+                      parse_interval)
 from ..losses import (
     HingeDiscriminatorLoss,
     HingeGeneratorLoss,
@@ -100,9 +90,8 @@ DIVERGENCE_ACTIONS = ("stop", "rollback")
 #: Fields a resumed run may change: how long and how it runs, not what it trains.
 #: Learning rates given on resume are applied to the loaded optimizers.
 RESUME_MAY_CHANGE = frozenset({
-    "epochs", "g_lr", "d_lr", "on_divergence", "max_rollbacks", "checkpoint_every", "retain_checkpoints",
-    "sample_size", "source", "g_compile", "d_compile", "g_channels_last", "d_channels_last",
-    "attn_fused", "cuda_graphs",
+    "epochs", "g_lr", "d_lr", "on_divergence", "max_rollbacks", "checkpoint_every", "keep_every",
+    "retain_checkpoints", "sample_size", "source", "compile", "channels_last", "attn_fused", "cuda_graphs",
 })
 
 #: Losses that differentiate D's input gradient, so D's attention cannot be fused.
@@ -154,6 +143,8 @@ class SAGANConfig:
     checkpoint_every: Optional[str] = option(None, "mid-epoch checkpoints every N iterations ('500') or every so "
                                                    "long ('20m', '1h'), besides one at every epoch's end")
     retain_checkpoints: int = option(5, "checkpoints kept, the newest ones (a save replaces the oldest)")
+    keep_every: Optional[str] = option(None, "besides the rotation, keep a checkpoint every N iterations or every so "
+                                             "long ('6h'), under checkpoints/kept/: a sparse series to go back to")
     cuda_graphs: bool = option(False, "on CUDA, run each training iteration as one CUDA-graph replay (this "
                                       "package's losses, one process; not yet run on GPU hardware)")
     source: str = option("", "where the recipe comes from (the registered function's docstring)")
@@ -167,9 +158,9 @@ class SAGANConfig:
         check_ncritic(self.ncritic)
         check_choice("loss", self.loss, LOSSES)
         check_choice("on_divergence", self.on_divergence, DIVERGENCE_ACTIONS)
-        parse_interval("checkpoint_every", self.checkpoint_every)
-        if self.checkpoint_every is not None:
-            object.__setattr__(self, "checkpoint_every", str(self.checkpoint_every))
+        for name in ("checkpoint_every", "keep_every"):
+            if parse_interval(name, getattr(self, name)) is not None:
+                object.__setattr__(self, name, str(getattr(self, name)))
         check_compile_with_loss(self.compile, self.loss, GRADIENT_PENALTY_LOSSES)
         check_classes("SAGANConfig", self.num_classes, None, "generated")
         if self.num_classes:
@@ -316,5 +307,6 @@ class SAGANConfig:
             "on_divergence": self.on_divergence,
             "max_rollbacks": self.max_rollbacks,
             "checkpoint_every": self.checkpoint_every,
+            "keep_every": self.keep_every,
             "cuda_graphs": self.cuda_graphs,
         }

@@ -30,7 +30,7 @@ from torchgan.logging.visualize import GradientVisualize, LossVisualize
 
 from ..checks import check_positive_int
 
-__all__ = ["DeferredLogger", "DeferredLogging", "DEFAULT_LOG_EVERY"]
+__all__ = ["DeferredLogger", "DeferredLogging", "DEFAULT_LOG_EVERY", "pictures_due"]
 
 DEFAULT_LOG_EVERY = 50
 
@@ -94,9 +94,38 @@ class DeferredLogger(Logger):
                 visualizer(*args, **locks)
 
     def run_end_epoch(self, trainer, epoch, time_duration, *args):
+        """torchgan's epoch summary and end-of-epoch loggers; pictures (sample grids,
+        attention maps) only at the epochs of :func:`pictures_due`. Then the loss and
+        gradient logs restart from their last entry: a run's memory and checkpoints stay
+        the same size however long it trains."""
         self.read_back(trainer)
         if not self.silent:
-            super().run_end_epoch(trainer, epoch, time_duration, *args)
+            every_logger = self.logger_end_epoch
+            skipped = [] if pictures_due(epoch + 1) else [
+                v for v in every_logger if type(v).__name__ == "ImageVisualize" or getattr(v, "draws_pictures", False)]
+            self.logger_end_epoch = [v for v in every_logger if v not in skipped]
+            try:
+                super().run_end_epoch(trainer, epoch, time_duration, *args)
+            finally:
+                self.logger_end_epoch = every_logger
+            for visualizer in skipped:  # its steps stay the epochs'
+                visualizer.step += 1
+        self.restart_logs()
+
+    def restart_logs(self) -> None:
+        """Keep only the last entry of every loss and gradient log (the one the
+        visualizers read, and the one the gradient sums still add to)."""
+        for viz in (self.get_loss_viz(), self.get_grad_viz()):
+            for values in viz.logs.values():
+                del values[:-1]
+                self._cursors[id(values)] = (values, 0)
+
+
+def pictures_due(epoch: int) -> bool:
+    """Whether epoch ``epoch`` (from 1) draws its pictures: every one of the first 100,
+    then every 10th up to 1,000, every 100th up to 10,000, ...: about 90 a decade, so a
+    small dataset's tens of thousands of epochs leave a few hundred files, not one each."""
+    return epoch <= 100 or epoch % 10 ** (len(str(epoch)) - 2) == 0
 
 
 class DeferredLogging:

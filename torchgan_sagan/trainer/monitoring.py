@@ -152,7 +152,10 @@ class AttentionLogger:
     """End-of-epoch TensorBoard entries for torchgan's ``Trainer``: the attention maps
     of the generator on fixed noise ``z`` (and ``labels``) as an image, and each
     attention layer's ``gamma`` in G and D. :meth:`attach` adds it to a trainer's
-    logger; without TensorBoard logging it does nothing."""
+    logger; without TensorBoard logging it does nothing. Its pictures thin out with the
+    sample grids' (:func:`~torchgan_sagan.trainer.deferred_logging.pictures_due`)."""
+
+    draws_pictures = True
 
     def __init__(self, trainer, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> None:
         self.trainer = trainer

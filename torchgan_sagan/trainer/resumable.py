@@ -16,7 +16,9 @@ comes after the logs, which torchgan writes after it), and adds:
   both learning rates and goes on, at most ``max_rollbacks`` times.
 - **Checkpoints by the clock.** ``checkpoint_every`` (``500`` iterations, or ``"20m"``)
   adds mid-epoch checkpoints to the rotation of ``retain_checkpoints`` files (a save
-  replaces the oldest, atomically: the newest good one is never lost).
+  replaces the oldest, atomically: the newest good one is never lost). ``keep_every``
+  (iterations or a time) keeps one of them, now and then, outside the rotation, in
+  ``checkpoints/kept/iteration-N.model``: a sparse series to go back to.
 - **Pre-emption.** SIGTERM, SIGUSR1 and Ctrl-C finish the iteration, write a checkpoint
   and raise :class:`~torchgan_sagan.trainer.preemption.StopRequested`
   (:mod:`torchgan_sagan.trainer.preemption`); under DDP the ranks agree at the next log
@@ -41,13 +43,17 @@ from typing import Any, List, Optional, Tuple
 import torch
 
 from ..checks import check_choice, parse_interval
+from ..files import keep_copy
 from ..recipe.configs import DIVERGENCE_ACTIONS
 from .divergence import finite_weights, non_finite_losses
 from .preemption import StopRequested, stop_signals
 from .rollback import ROLLBACK_FACTOR, RollbackOnDivergence
 from .run_state import logger_steps, rng_state, set_logger_steps, set_rng_state
 
-__all__ = ["ResumableTraining", "run_iteration", "ROLLBACK_FACTOR"]
+__all__ = ["ResumableTraining", "run_iteration", "ROLLBACK_FACTOR", "KEPT_FOLDER"]
+
+#: Where checkpoints kept outside the rotation go, under the checkpoints' folder.
+KEPT_FOLDER = "kept"
 
 
 class _Diverged(Exception):
@@ -101,13 +107,15 @@ class ResumableTraining(RollbackOnDivergence):
     """
 
     def __init__(self, *args, on_divergence: str = "stop", max_rollbacks: int = 3,
-                 checkpoint_every: Any = None, **kwargs) -> None:
+                 checkpoint_every: Any = None, keep_every: Any = None, **kwargs) -> None:
         self.on_divergence = check_choice("on_divergence", on_divergence, DIVERGENCE_ACTIONS)
         if not isinstance(max_rollbacks, int) or max_rollbacks < 0:
             raise ValueError(f"max_rollbacks must be 0 or more, got {max_rollbacks!r}")
         self.max_rollbacks = max_rollbacks
         self.checkpoint_every = parse_interval("checkpoint_every", checkpoint_every)
+        self.keep_every = parse_interval("keep_every", keep_every)
         super().__init__(*args, **kwargs)
+        self._kept_at, self._kept_clock = 0, time.monotonic()  # the last checkpoint kept outside the rotation
         self.iteration = 0  # iterations trained in all, across resumes
         self.start_batch = 0  # batches of start_epoch already trained
         self.rollbacks, self.epoch, self._trust, self._clock = 0, self.start_epoch, False, time.monotonic()
@@ -227,13 +235,21 @@ class ResumableTraining(RollbackOnDivergence):
         refused (divergence) when anything is non-finite."""
         self.logger.read_back(self)
         self._health(clock=False)
+        kind, every = self.keep_every or (None, 0)
+        keep = (kind == "iterations" and self.iteration - self._kept_at >= every) or \
+            (kind == "seconds" and time.monotonic() - self._kept_clock >= every)
+        if keep:
+            self._kept_at, self._kept_clock = self.iteration, time.monotonic()
         self.train_state = {"epoch": epochs_done, "batch": batch, "iteration": self.iteration,
                             "rollbacks": self.rollbacks, "rng": self._gather_rng(),
-                            "logger_steps": logger_steps(self.logger)}
+                            "logger_steps": logger_steps(self.logger), "kept_at": self._kept_at}
         slot = 0 if self.last_retained_checkpoint == self.retain_checkpoints else self.last_retained_checkpoint
         items = [] if save_items is None else [save_items] if isinstance(save_items, str) else list(save_items)
         self._write_checkpoint(epochs_done - 1, [*items, "train_state"])
         self.last_good_checkpoint = Path(f"{self.checkpoints}{slot}.model")
+        if keep and self.rank_and_world[0] == 0:  # outside the rotation, for going back after a late collapse
+            keep_copy(self.last_good_checkpoint, self.last_good_checkpoint.parent / KEPT_FOLDER
+                      / f"iteration-{self.iteration:09d}.model")
         self._clock = time.monotonic()
 
     def restore_extras(self, checkpoint: dict, path: str) -> None:
@@ -243,6 +259,7 @@ class ResumableTraining(RollbackOnDivergence):
         self.start_batch = state.get("batch", 0) if state.get("epoch", self.start_epoch) == self.start_epoch else 0
         self.iteration = int(state.get("iteration", 0))
         self.rollbacks = int(state.get("rollbacks", 0))
+        self._kept_at = int(state.get("kept_at", 0))
         if hasattr(self.logger, "every"):
             self.logger.iteration = self.iteration  # the log points of the run left alone
         set_logger_steps(self.logger, state.get("logger_steps"), self.start_epoch)
