@@ -310,7 +310,8 @@ def run(out: Path, mode: str) -> int:
             probe = LoopProbe(sizes["batch"], sizes["warm"], sizes["timed"], sizes["profiled"], sizes["synced"],
                               cuda)
             needed = probe.marks[-1] + 1
-            argv = ["--config", config, "--data-root", str(folder), "--cache-dir", str(cache), "--device", device,
+            argv = ["--config", config, "--data-root", str(folder), "--crop", "160", "--cache-dir", str(cache),
+                    "--device", device,
                     "--out", str(runs / f"{index}-{config}"), "--epochs", "1",
                     "--batch-size", str(sizes["batch"]), "--verbose", *width, *flags]
             if not cuda:
@@ -340,7 +341,8 @@ def run(out: Path, mode: str) -> int:
 
     def end_to_end():
         run_dir, log = runs / "end_to_end", out / "end_to_end.log"
-        common = ["examples/celeba.py", "--data-root", str(folder), "--cache-dir", str(cache), "--device", device,
+        common = ["examples/celeba.py", "--data-root", str(folder), "--crop", "160", "--cache-dir", str(cache),
+                  "--device", device,
                   "--out", str(run_dir), "--max-images", str(sizes["e2e_images"]), "--batch-size",
                   str(sizes["batch"]), "--verbose", *width]
         start = time.perf_counter()

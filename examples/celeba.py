@@ -57,9 +57,11 @@ from torchgan.trainer import Trainer
 
 from torchgan_sagan import get_config, list_configs, make_trainer
 from torchgan_sagan.data import (
+    SQUARE,
     DeviceBatches,
     ImageFiles,
     build_image_cache,
+    default_crop,
     embedded_faces,
     find_images,
     folder_transform,
@@ -91,6 +93,34 @@ EXCLUDED_FIELDS = {
 }
 
 
+def crop_value(value: str):
+    if value == SQUARE:
+        return value
+    try:
+        crop = int(value)
+    except ValueError:
+        crop = -1
+    if crop < 0:
+        raise argparse.ArgumentTypeError(f"--crop takes a size in pixels, 'square' or 0 (none), got {value!r}")
+    return crop
+
+
+def resolved_crop(args):
+    """The crop asked for, or the folder's default (CelebA's 160, else the largest square)."""
+    return default_crop(args.data_root) if args.crop is None else (args.crop or None)
+
+
+def say_skipped(skipped, reasons, crop, say) -> None:
+    """The files left out, the first few with why, and the way out for crops."""
+    if not skipped:
+        return
+    shown = "; ".join(f"{path} ({reasons.get(str(path)) or 'cannot be decoded'})" for path in skipped[:3])
+    small = any("smaller than the center crop" in (reasons.get(str(p)) or "") for p in skipped)
+    say(f"Skipped {len(skipped)} file(s): {shown}" + ("; ..." if len(skipped) > 3 else "") + "."
+        + (f" Images smaller than --crop {crop} would be padded with black: pass a smaller --crop, --crop square "
+           f"or --crop 0 to keep them." if small else ""))
+
+
 def resume_mode(value: str) -> str:
     if value != "auto":
         raise argparse.ArgumentTypeError(f"--resume takes nothing or 'auto', got {value!r}")
@@ -106,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "or any folder tree of images; omitted: the embedded LFW faces")
     p.add_argument("--config", choices=list_configs(), help=f"registered config "
                    f"(default: {FOLDER_CONFIG} with --data-root, else {EMBEDDED_CONFIG})")
-    p.add_argument("--crop", type=int, default=160, help="center crop before resizing "
-                   "folder images (0: none)")
+    p.add_argument("--crop", type=crop_value, help="center crop before resizing folder images: a size in "
+                   "pixels, 'square' (the largest square), 0 (none); default: 160 for CelebA's img_align_celeba, "
+                   "'square' for other folders")
     p.add_argument("--max-images", type=int, help="use only the first N images (smoke runs)")
     p.add_argument("--seed", type=int, help="seed of the weights, the noise and the data order (default 0; "
                    "a resumed run keeps its own)")
@@ -174,7 +205,7 @@ def build_dataset(args, cfg, say=print, *, rank=0, distributed=False):
         if distributed and rank != 0:
             torch.distributed.barrier()
         try:
-            cache = build_image_cache(files, cfg.image_size, crop=args.crop or None, channels=cfg.image_channels,
+            cache = build_image_cache(files, cfg.image_size, crop=resolved_crop(args), channels=cfg.image_channels,
                                       cache_dir=args.cache_dir, workers=loader_workers(args), progress=rank == 0)
         except ValueError as err:
             raise CliError(str(err)) from err
@@ -184,17 +215,15 @@ def build_dataset(args, cfg, say=print, *, rank=0, distributed=False):
         say(f"Training on {len(cache)} images from {args.data_root} ({cfg.image_size}x{cfg.image_size}), "
             + (f"decoded once in {cache.seconds:.0f} s" if cache.built else "decoded before")
             + f" into {cache.path}.")
-        if cache.skipped:
-            say(f"Skipped {len(cache.skipped)} unreadable file(s), e.g. {cache.skipped[0]}.")
+        say_skipped(cache.skipped, cache.reasons, resolved_crop(args), say)
         return cache.images
-    transform = folder_transform(cfg.image_size, crop=args.crop or None, channels=cfg.image_channels)
+    transform = folder_transform(cfg.image_size, crop=resolved_crop(args), channels=cfg.image_channels)
     try:
         dataset = ImageFiles(files, transform)
     except ValueError as err:
         raise CliError(str(err)) from err
     say(f"Training on {len(dataset)} images from {args.data_root} ({cfg.image_size}x{cfg.image_size}).")
-    if dataset.skipped:
-        say(f"Skipped {len(dataset.skipped)} unreadable file(s), e.g. {dataset.skipped[0]}.")
+    say_skipped(dataset.skipped, {}, resolved_crop(args), say)
     return dataset
 
 
@@ -323,7 +352,7 @@ def data_source(args, cfg, dataset, world: int) -> dict:
     number of processes (which multiplies the batch)."""
     return {"source": "embedded LFW faces" if args.data_root is None else "folder",
             "folder": None if args.data_root is None else str(args.data_root.expanduser().resolve()),
-            "crop": None if args.data_root is None else (args.crop or None),
+            "crop": None if args.data_root is None else resolved_crop(args),
             "image_size": cfg.image_size, "channels": cfg.image_channels, "images": len(dataset), "processes": world}
 
 
@@ -368,8 +397,6 @@ def default_config(args) -> str:
 
 def run(args) -> int:
     positive("--max-images", args.max_images)
-    if args.crop < 0:
-        raise CliError(f"--crop must be 0 (none) or a size in pixels, got {args.crop}")
     if args.num_workers is not None and args.num_workers < 0:
         raise CliError(f"--num-workers must be 0 or more, got {args.num_workers}")
 

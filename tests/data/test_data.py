@@ -75,7 +75,7 @@ def test_corrupt_image_data_is_replaced_with_a_warning(tmp_path):
     truncated.write_bytes(data[: len(data) // 2])  # header intact, image data cut
     dataset = ImageFiles([truncated, good], folder_transform(16, crop=None))
     assert len(dataset) == 2  # the header opens
-    with pytest.warns(UserWarning, match="skipping corrupt image"):
+    with pytest.warns(UserWarning, match="skipping image .*b.jpg.*truncated"):
         image, _ = dataset[0]
     assert torch.equal(image, dataset[1][0])
 
@@ -105,3 +105,54 @@ def test_embedded_digits():
     assert sevens_and_eights.tensors[0].shape[1:] == (1, 64, 64)
     assert set(sevens_and_eights.tensors[1].tolist()) == {7, 8}
     assert len(sevens_and_eights) == 179 + 174
+
+
+def test_images_come_out_as_a_person_sees_them(tmp_path):
+    import numpy as np
+
+    import wild_images
+    from torchgan_sagan.data import open_image
+
+    grey = np.asarray(open_image(wild_images.sixteen_bit(tmp_path / "16.png")))
+    assert grey.shape == (96, 96, 3) and (grey == 128).all()  # not clipped to white
+    layered = np.asarray(open_image(wild_images.rgba(tmp_path / "rgba.png")))
+    assert (layered[:, :48] == 255).all() and (layered[:, 48:] == (0, 0, 255)).all()  # transparent: white
+    palette = np.asarray(open_image(wild_images.palette_with_transparency(tmp_path / "p.png")))
+    assert (palette[:, :48] == 255).all() and (palette[:, 48:] == (0, 255, 0)).all()
+    turned = np.asarray(open_image(wild_images.exif_rotated(tmp_path / "r.jpg")))
+    assert turned.shape == (96, 128, 3)  # as shown: wide, not tall
+    assert turned[:, -24:].mean() > 240 and turned[:, :64].mean() < 15  # the stored top is now on the right
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(cmyk)  # red in ink
+    red = np.asarray(open_image(cmyk)).reshape(-1, 3).mean(0)
+    assert red[0] > 200 and red[1] < 60 and red[2] < 60
+
+
+def test_files_pillow_cannot_decode_are_named_with_a_reason(tmp_path, monkeypatch):
+    import wild_images
+    from torchgan_sagan.data import folders, image_cache
+
+    resize = folders.folder_resize(16, crop=None)
+    assert image_cache._decode(str(wild_images.bomb(tmp_path / "b.png")), resize) == \
+        "cannot be decoded (DecompressionBombError)"
+    assert image_cache._decode(str(wild_images.truncated_png(tmp_path / "t.png")), resize) == \
+        "cannot be decoded (OSError)"
+
+    def broken_chunk(path):  # what Pillow raises for some PNGs cut at a chunk boundary
+        raise SyntaxError("broken PNG file")
+
+    monkeypatch.setattr(image_cache, "open_image", broken_chunk)
+    assert image_cache._decode(str(tmp_path / "t.png"), resize) == "cannot be decoded (SyntaxError)"
+
+
+def test_crops_are_celebas_for_celeba_a_square_elsewhere_and_never_padded(tmp_path):
+    from torchgan_sagan.data import SQUARE, default_crop
+    from torchgan_sagan.data.folders import TooSmallForCrop, folder_resize
+
+    (tmp_path / "celeba" / "img_align_celeba").mkdir(parents=True)
+    assert default_crop(tmp_path / "celeba") == default_crop(tmp_path / "celeba" / "img_align_celeba") == 160
+    assert default_crop(tmp_path) == SQUARE
+    wide = Image.new("RGB", (100, 60), "blue")
+    assert folder_resize(30, crop=SQUARE)(wide).size == (30, 30)
+    with pytest.raises(TooSmallForCrop, match="100x60 is smaller than the center crop 64"):
+        folder_resize(32, crop=64)(wide)

@@ -26,9 +26,12 @@ def jpegs(tmp_path):
 def test_cached_pixels_are_the_pil_paths_to_the_last_bit(jpegs, tmp_path, crop, channels):
     cache = build_image_cache(jpegs, 32, crop=crop, channels=channels, cache_dir=tmp_path / "cache", workers=1,
                               progress=False)
-    assert cache.built and cache.images.dtype == np.uint8 and cache.images.shape == (7, channels, 32, 32)
-    reference = ImageFiles(jpegs, folder_transform(32, crop=crop, channels=channels))
-    for i in range(len(jpegs)):
+    small = [p for p in jpegs if p.name == "gray.png"] if crop else []  # 30x40: not padded to 160 with black
+    assert cache.skipped == small and all("smaller than the center crop 160" in cache.reasons[str(p)] for p in small)
+    kept = [p for p in jpegs if p not in small]
+    assert cache.built and cache.images.dtype == np.uint8 and cache.images.shape == (len(kept), channels, 32, 32)
+    reference = ImageFiles(kept, folder_transform(32, crop=crop, channels=channels))
+    for i in range(len(kept)):
         torch.testing.assert_close(to_unit_range(torch.from_numpy(np.array(cache.images[i]))), reference[i][0],
                                    rtol=0, atol=0)
 
@@ -54,9 +57,11 @@ def test_a_changed_file_or_option_builds_a_new_cache(jpegs, tmp_path):
 def test_unreadable_files_are_skipped_and_named(jpegs, tmp_path):
     broken = jpegs[0].parent / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    cache = build_image_cache([*jpegs, broken], 16, cache_dir=tmp_path, workers=2, progress=False)
+    cache = build_image_cache([*jpegs, broken], 16, crop=None, cache_dir=tmp_path, workers=2, progress=False)
     assert len(cache) == len(jpegs) and cache.skipped == [broken]
-    assert build_image_cache([*jpegs, broken], 16, cache_dir=tmp_path, progress=False).skipped == [broken]
+    assert cache.reasons == {str(broken): "cannot be decoded (UnidentifiedImageError)"}
+    again = build_image_cache([*jpegs, broken], 16, crop=None, cache_dir=tmp_path, progress=False)
+    assert again.skipped == [broken] and again.reasons == cache.reasons
     with pytest.raises(ValueError, match="none of the 1 image files could be read"):
         build_image_cache([broken], 16, cache_dir=tmp_path, progress=False)
 

@@ -133,7 +133,9 @@ def test_corrupt_images_are_skipped_and_counted(celeba_folder, tmp_path, capsys)
     ])
     assert code == 0
     out = capsys.readouterr().out
-    assert "Training on 8 images" in out and "Skipped 1 unreadable file(s)" in out
+    assert "Training on 8 images" in out
+    assert f"Skipped 1 file(s): {celeba_folder / 'img_align_celeba' / '000000.jpg'} (cannot be decoded " \
+           f"(UnidentifiedImageError))." in out
 
 
 def test_batch_larger_than_the_dataset(tmp_path, capsys):
@@ -630,3 +632,24 @@ def test_keep_every_leaves_a_sparse_series_outside_the_rotation(tmp_path, capsys
     assert twelve["train_state"]["iteration"] == 12 and twelve["epoch"] == 2
     assert celeba.main([*flags, "--epochs", "6", "--resume"]) == 0  # the kept ones are not resumed from
     assert _newest(out)["epoch"] == 6
+
+
+@pytest.mark.parametrize("loader", ["--image-cache", "--no-image-cache"])
+def test_a_folder_of_images_from_the_wild_trains(tmp_path, capsys, loader):
+    """A decompression bomb and a truncated PNG are skipped and named; a 16-bit PNG, an
+    RGBA and a palette PNG and an EXIF-rotated JPEG train, as a person would see them."""
+    sys.path.insert(0, str(ROOT / "tests" / "data"))
+    import wild_images
+
+    folder = wild_images.folder(tmp_path / "wild")
+    code = celeba.main(["--data-root", str(folder), "--epochs", "1", "--batch-size", "4", "--step-channels", "8",
+                        "--num-workers", "0", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "o"),
+                        loader])
+    assert code == 0
+    out = capsys.readouterr().out
+    if loader == "--image-cache":
+        assert "Training on 8 images" in out  # 4 JPEGs, the 16-bit, RGBA and palette PNGs, the rotated JPEG
+        assert "Skipped 2 file(s): " in out and f"{folder / 'bomb.png'} (cannot be decoded " \
+            "(DecompressionBombError))" in out and f"{folder / 'truncated.png'} (cannot be decoded (OSError))" in out
+    else:  # the bomb does not open; the truncated PNG opens, and is replaced by the next image when it fails
+        assert "Training on 9 images" in out and f"Skipped 1 file(s): {folder / 'bomb.png'}" in out

@@ -5,8 +5,8 @@
 
 from .device_batches import DeviceBatches, to_unit_range
 from .embedded import embedded_digits, embedded_faces
-from .folders import IMAGE_EXTENSIONS, ImageFiles, find_images, folder_transform
+from .folders import SQUARE, IMAGE_EXTENSIONS, ImageFiles, default_crop, find_images, folder_transform, open_image
 from .image_cache import ImageCache, build_image_cache
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "find_images", "folder_transform", "ImageCache", "build_image_cache",
-           "DeviceBatches", "to_unit_range", "embedded_faces", "embedded_digits"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "find_images", "folder_transform", "open_image", "default_crop", "SQUARE",
+           "ImageCache", "build_image_cache", "DeviceBatches", "to_unit_range", "embedded_faces", "embedded_digits"]

@@ -2,6 +2,14 @@
 
 It yields ``(image, label)`` pairs with images in [-1, 1], the form torchgan's
 ``Trainer`` takes from a ``DataLoader``.
+
+Images come from the wild: :func:`open_image` shows each one as a person would see it
+(EXIF rotation applied, 16-bit scaled to 8, palette and transparency over white, CMYK
+as RGB), and any file Pillow cannot decode (a truncated PNG raises ``SyntaxError``, an
+image of more than twice ``Image.MAX_IMAGE_PIXELS`` raises
+``DecompressionBombError``) is skipped and named, never the end of a run. A center
+crop larger than an image is not padded with black: :class:`TooSmallForCrop` says so,
+and the image is skipped and named likewise.
 """
 
 from __future__ import annotations
@@ -9,12 +17,13 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "find_images", "folder_resize", "folder_transform"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "find_images", "folder_resize", "folder_transform", "open_image",
+           "default_crop", "TooSmallForCrop", "CELEBA_CROP", "SQUARE"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
 CELEBA_FOLDER = "img_align_celeba"
@@ -45,22 +54,76 @@ def find_images(root: str | os.PathLike) -> List[Path]:
     return files
 
 
-def folder_resize(image_size: int, *, crop: Optional[int] = 160, channels: int = 3) -> Callable:
+#: CelebA's crop of its 178x218 aligned faces (torchgan's SAGAN tutorial, and most ports).
+CELEBA_CROP = 160
+#: ``crop`` for a center square as large as each image allows.
+SQUARE = "square"
+
+
+class TooSmallForCrop(ValueError):
+    """An image smaller than the center crop asked for (it would be padded with black)."""
+
+
+def default_crop(root: str | os.PathLike) -> Union[int, str]:
+    """CelebA's 160 for CelebA's folder (``img_align_celeba``, or the folder that holds
+    it), the largest center square (:data:`SQUARE`) for any other folder."""
+    root = Path(root)
+    return CELEBA_CROP if root.name == CELEBA_FOLDER or (root / CELEBA_FOLDER).is_dir() else SQUARE
+
+
+def open_image(path: str | os.PathLike):
+    """The image at ``path`` as an RGB PIL image, as a person would see it: EXIF
+    orientation applied, 16- and 32-bit pixels scaled to 8 bits, palette and
+    transparent images over white, CMYK and others converted. Raises whatever Pillow
+    raises for a file it cannot decode (``OSError``, ``SyntaxError``,
+    ``DecompressionBombError``, ...)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)  # a copy, so it outlives the file
+        if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+            import numpy as np
+
+            pixels = np.asarray(im, dtype=np.float64)
+            top = 65535.0 if im.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+            im = Image.fromarray(np.clip(pixels * (255.0 / top), 0, 255).round().astype(np.uint8), "L")
+        if im.mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        if im.mode in ("RGBA", "LA", "PA"):
+            rgba = im.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(white, rgba)
+        return im.convert("RGB")
+
+
+def folder_resize(image_size: int, *, crop: Optional[Union[int, str]] = CELEBA_CROP, channels: int = 3) -> Callable:
     """The PIL steps of :func:`folder_transform`: grayscale (``channels=1``), center
-    crop (``crop=None`` or 0: none), resize; a PIL image in, a PIL image out."""
+    crop (``crop``: a size in pixels, :data:`SQUARE` for the largest square, ``None``
+    or 0 for none), resize; a PIL image in, a PIL image out. An image smaller than an
+    integer ``crop`` raises :class:`TooSmallForCrop`."""
     from torchvision import transforms
 
-    steps = [transforms.Grayscale(1)] if channels == 1 else []
-    if crop:
-        steps.append(transforms.CenterCrop(crop))
-    steps.append(transforms.Resize((image_size, image_size)))
-    return transforms.Compose(steps)
+    gray = transforms.Grayscale(1) if channels == 1 else None
+    resize = transforms.Resize((image_size, image_size))
+
+    def steps(im):
+        if gray is not None:
+            im = gray(im)
+        if crop == SQUARE:
+            im = transforms.functional.center_crop(im, min(im.size))
+        elif crop:
+            if min(im.size) < crop:
+                raise TooSmallForCrop(f"{im.size[0]}x{im.size[1]} is smaller than the center crop {crop}")
+            im = transforms.functional.center_crop(im, crop)
+        return resize(im)
+
+    return steps
 
 
-def folder_transform(image_size: int, *, crop: Optional[int] = 160, channels: int = 3) -> Callable:
+def folder_transform(image_size: int, *, crop: Optional[Union[int, str]] = CELEBA_CROP, channels: int = 3) -> Callable:
     """The CelebA transform of torchgan's SAGAN tutorial: center crop, resize, [-1, 1].
 
-    ``crop=None`` (or 0) skips the crop; ``channels`` is 1 (grayscale) or 3 (RGB).
+    ``crop``: as :func:`folder_resize` takes it; ``channels`` is 1 (grayscale) or 3 (RGB).
     """
     from torchvision import transforms
 
@@ -95,7 +158,7 @@ class ImageFiles(Dataset):
                 try:
                     with Image.open(path) as im:
                         im.size  # noqa: B018 (reads the header)
-                except (OSError, ValueError):
+                except Exception:  # noqa: BLE001 (Pillow's errors for undecodable files are of many kinds)
                     self.skipped.append(Path(path))
                     continue
             kept.append(Path(path))
@@ -110,16 +173,13 @@ class ImageFiles(Dataset):
         return len(self.files)
 
     def _load(self, index: int) -> torch.Tensor:
-        from PIL import Image
-
-        with Image.open(self.files[index]) as im:
-            return self.transform(im.convert("RGB"))
+        return self.transform(open_image(self.files[index]))
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
         for offset in range(len(self.files)):
             i = (index + offset) % len(self.files)
             try:
                 return self._load(i), 0
-            except (OSError, ValueError) as err:
-                warnings.warn(f"skipping corrupt image {str(self.files[i])!r}: {err}")
+            except Exception as err:  # noqa: BLE001 (any file Pillow cannot decode, or too small to crop)
+                warnings.warn(f"skipping image {str(self.files[i])!r}: {err}")
         raise ValueError("no image in the dataset could be decoded")

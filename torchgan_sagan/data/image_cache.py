@@ -25,18 +25,19 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..checks import check_image_size
 from ..files import atomic_write, default_cache_dir, replace_durably
-from .folders import folder_resize
+from .folders import TooSmallForCrop, folder_resize, open_image
 
 __all__ = ["ImageCache", "build_image_cache", "cache_key", "CACHE_VERSION"]
 
 #: Bump when the decoding changes, so that caches of the old decoding are not used.
-CACHE_VERSION = 1
+#: 2: images as a person sees them (EXIF rotation, 16-bit scaled, transparency on white).
+CACHE_VERSION = 2
 #: Images each worker decodes per task.
 _CHUNK = 64
 
@@ -52,6 +53,8 @@ class ImageCache:
     skipped: List[Path] = field(default_factory=list)
     built: bool = False
     seconds: float = 0.0
+    #: Why each skipped file was skipped (``str(path)`` -> reason).
+    reasons: Dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -67,20 +70,19 @@ def cache_key(files: Sequence[Path], image_size: int, crop: Optional[int], chann
     return digest.hexdigest()[:24]
 
 
-def _decode(path: str, resize: Callable) -> Optional[np.ndarray]:
-    """One image after ``resize`` (:func:`folder_resize`), as C x H x W uint8; ``None``
-    if it cannot be decoded."""
-    from PIL import Image
-
+def _decode(path: str, resize: Callable) -> Union[np.ndarray, str]:
+    """One image (:func:`~torchgan_sagan.data.folders.open_image`) after ``resize``
+    (:func:`folder_resize`), as C x H x W uint8; or why it cannot be used."""
     try:
-        with Image.open(path) as im:
-            pixels = np.asarray(resize(im.convert("RGB")), dtype=np.uint8)
-    except (OSError, ValueError):
-        return None
+        pixels = np.asarray(resize(open_image(path)), dtype=np.uint8)
+    except TooSmallForCrop as err:
+        return str(err)
+    except Exception as err:  # noqa: BLE001 (Pillow's errors for undecodable files are of many kinds)
+        return f"cannot be decoded ({type(err).__name__})"
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
-def _decode_chunk(args: Tuple[List[str], int, Optional[int], int]) -> List[Optional[np.ndarray]]:
+def _decode_chunk(args) -> List[Union[np.ndarray, str]]:
     paths, image_size, crop, channels = args
     resize = folder_resize(image_size, crop=crop, channels=channels)
     return [_decode(p, resize) for p in paths]
@@ -128,8 +130,9 @@ def build_image_cache(files: Sequence[os.PathLike], image_size: int, *, crop: Op
     skipped_path = path.with_suffix(".skipped.json")
     if path.is_file() and skipped_path.is_file():
         images = np.load(path, mmap_mode="c")
-        skipped = [Path(p) for p in json.loads(skipped_path.read_text())]
-        return ImageCache(images, path, skipped, built=False, seconds=time.perf_counter() - start)
+        entries = [(e, "") if isinstance(e, str) else tuple(e) for e in json.loads(skipped_path.read_text())]
+        return ImageCache(images, path, [Path(p) for p, _ in entries], built=False,
+                          seconds=time.perf_counter() - start, reasons=dict(entries))
 
     workers = max(1, os.cpu_count() or 1) if workers is None else max(1, workers)
     # Decoded straight into a memory-mapped file beside the cache (not into memory:
@@ -138,17 +141,19 @@ def build_image_cache(files: Sequence[os.PathLike], image_size: int, *, crop: Op
     pixels = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
                                        shape=(len(files), channels, image_size, image_size))
     try:
-        kept, skipped = 0, []
+        kept, skipped, reasons = 0, [], {}
         for name, image in zip(files, _decoded(files, image_size, crop or None, channels, workers, progress)):
-            if image is None:
+            if isinstance(image, str):
                 skipped.append(Path(name))
+                reasons[name] = image
                 continue
             pixels[kept] = image
             kept += 1
         if not kept:
-            raise ValueError(f"none of the {len(files)} image files could be read (first: {files[0]!r})")
+            raise ValueError(f"none of the {len(files)} image files could be read (first: {files[0]!r}: "
+                             f"{reasons[files[0]]})")
         # The list of skipped files first: the array is what marks the cache complete.
-        atomic_write(skipped_path, lambda f: f.write(json.dumps([str(p) for p in skipped]).encode()))
+        atomic_write(skipped_path, lambda f: f.write(json.dumps([[str(p), reasons[str(p)]] for p in skipped]).encode()))
         if kept == len(files):
             pixels.flush()
             del pixels
@@ -159,4 +164,4 @@ def build_image_cache(files: Sequence[os.PathLike], image_size: int, *, crop: Op
         if partial.exists():
             os.remove(partial)
     images = np.load(path, mmap_mode="c")
-    return ImageCache(images, path, skipped, built=True, seconds=time.perf_counter() - start)
+    return ImageCache(images, path, skipped, built=True, seconds=time.perf_counter() - start, reasons=reasons)
