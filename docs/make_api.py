@@ -22,6 +22,7 @@ MODULES = [
     # the floors of the package, from the bottom up (see torchgan_sagan/__init__.py)
     "torchgan_sagan.checks",
     "torchgan_sagan.files",
+    "torchgan_sagan.locks",
     "torchgan_sagan.layers.attention",
     "torchgan_sagan.layers.spectral_norm",
     "torchgan_sagan.layers.conditional",

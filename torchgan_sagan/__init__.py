@@ -6,8 +6,8 @@ Importing this package applies
 and registers the named configs of :mod:`torchgan_sagan.recipe.presets`. Nothing else
 happens at import time.
 
-The layout, from the bottom up: ``checks.py`` (argument checks) and ``files.py``
-(atomic writes, the classes a checkpoint may hold); ``layers/`` (attention, spectral
+The layout, from the bottom up: ``checks.py`` (argument checks), ``files.py``
+(atomic writes, the classes a checkpoint may hold) and ``locks.py`` (locks in files); ``layers/`` (attention, spectral
 norm, conditional BatchNorm), ``losses.py`` and ``augment.py``; ``models/`` (the nets, their options, the moving average); ``data/``;
 ``metrics/``; ``visualize.py``; ``recipe/`` (configs, presets, registry, flags);
 ``trainer/``; and the commands ``generate.py``, ``evaluate.py`` and ``export.py``

@@ -1,4 +1,10 @@
 import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +95,74 @@ def test_bad_options_name_the_problem(jpegs, tmp_path):
         build_image_cache(jpegs, 16, channels=2, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="no image files"):
         build_image_cache([], 16, cache_dir=tmp_path)
+
+
+def test_a_copy_of_the_folder_elsewhere_uses_the_same_cache(jpegs, tmp_path):
+    """A dataset staged to each job's scratch disk with its times (cp -p, rsync -a)."""
+    first = build_image_cache(jpegs, 16, crop=None, cache_dir=tmp_path / "cache", workers=1, progress=False)
+    staged = tmp_path / "scratch" / "job-17"
+    shutil.copytree(jpegs[0].parent, staged)  # copy2: times kept
+    again = build_image_cache(sorted(staged.iterdir()), 16, crop=None, cache_dir=tmp_path / "cache", workers=1,
+                              progress=False)
+    assert not again.built and again.path == first.path
+
+
+def test_a_build_killed_half_way_leaves_nothing_behind_the_next_build(jpegs, tmp_path):
+    """SIGKILL in the middle of decoding: its partial array and its lock stay; the next
+    build takes the lock over, removes the partial file and builds."""
+    cache = tmp_path / "cache"
+    script = "\n".join([
+        "import time",
+        "from torchgan_sagan.data import image_cache",
+        "decode = image_cache._decode",
+        "image_cache._decode = lambda *a: (time.sleep(0.5), decode(*a))[1]",
+        f"image_cache.build_image_cache({[str(p) for p in jpegs]!r}, 16, crop=None, cache_dir={str(cache)!r}, "
+        "workers=1, progress=False)"])
+    process = subprocess.Popen([sys.executable, "-c", script])
+    for _ in range(300):
+        if list(cache.glob(".tmp-*.npy")):
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.kill()
+    process.wait()
+    assert list(cache.glob(".tmp-*.npy")) and list(cache.glob("*.lock")) and not list(cache.glob("images-*.npy"))
+    built = build_image_cache(jpegs, 16, crop=None, cache_dir=cache, workers=1, progress=False)
+    assert built.built and len(built) == len(jpegs)
+    assert not list(cache.glob(".tmp-*")) and not list(cache.glob("*.lock"))
+
+
+def test_builds_of_one_cache_wait_for_each_other(jpegs, tmp_path, capsys):
+    from torchgan_sagan.data.image_cache import _lock_path, cache_key
+    from torchgan_sagan.locks import acquire_lock
+
+    cache = tmp_path / "cache"
+    held = acquire_lock(_lock_path(cache, cache_key(jpegs, 16, None, 3)), what="a build", poll=0.05)
+    threading.Timer(0.5, held.release).start()  # the other job's build ends
+    start = time.monotonic()
+    built = build_image_cache(jpegs, 16, crop=None, cache_dir=cache, workers=1, progress=False)
+    assert time.monotonic() - start >= 0.4 and built.built
+    assert f"Waiting for pid {os.getpid()}" in capsys.readouterr().err
+
+
+def test_caches_are_listed_and_pruned_but_not_while_built(jpegs, tmp_path, capsys):
+    from torchgan_sagan.data.image_cache import _lock_path, cache_key, main
+    from torchgan_sagan.locks import acquire_lock
+
+    cache = tmp_path / "cache"
+    old = build_image_cache(jpegs, 16, crop=None, cache_dir=cache, workers=1, progress=False)
+    new = build_image_cache(jpegs, 20, crop=None, cache_dir=cache, workers=1, progress=False)
+    a_month = time.time() - 31 * 86400
+    os.utime(old.path.with_suffix(".skipped.json"), (a_month, a_month))
+    (cache / ".tmp-99999999-images-0123456789abcdef01234567.npy").write_bytes(b"left by a killed build")
+    assert main(["--list", "--cache-dir", str(cache)]) == 0
+    listed = capsys.readouterr().out
+    assert f"{len(jpegs)} images 3x16x16, used 31.0 days ago, from {jpegs[0].parent}" in listed
+    assert "partial file of a build (killed)" in listed and "3 file(s)" in listed
+    assert main(["--prune", "--cache-dir", str(cache)]) == 0
+    assert not old.path.exists() and new.path.exists() and not list(cache.glob(".tmp-*"))
+    with acquire_lock(_lock_path(cache, cache_key(jpegs, 20, None, 3)), what="a build"):
+        main(["--prune", "--older-than", "0", "--cache-dir", str(cache)])
+        assert new.path.exists()  # a build holds it
+    main(["--prune", "--older-than", "0", "--cache-dir", str(cache)])
+    assert not list(cache.glob("images-*"))

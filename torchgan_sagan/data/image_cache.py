@@ -9,6 +9,13 @@ crop and the channels. A changed folder or option therefore builds a new cache, 
 stale one is never served. Files that cannot be decoded are skipped and named, as
 :class:`~torchgan_sagan.data.folders.ImageFiles` does.
 
+The cache does not depend on where the folder lives (paths count relative to it), so a
+dataset staged to a job's scratch disk with its file times reuses it. Builds of one
+cache are serialized by a lock (:mod:`torchgan_sagan.locks`): a job array's tasks wait
+for the first, then read its cache; a build killed half-way leaves a partial file that
+the next build removes. ``python -m torchgan_sagan.data.image_cache --list`` shows the
+caches, ``--prune`` removes those unused for 30 days (``--older-than DAYS``).
+
 The pixels are those of :func:`~torchgan_sagan.data.folders.folder_transform` before
 its conversion to float (its PIL steps, :func:`~torchgan_sagan.data.folders.folder_resize`): ``image.float() / 255`` then ``(x - 0.5) / 0.5`` gives the
 same tensor to the last bit (:mod:`torchgan_sagan.data.device_batches` does that on the
@@ -31,9 +38,10 @@ import numpy as np
 
 from ..checks import check_image_size
 from ..files import atomic_write, default_cache_dir, replace_durably
+from ..locks import acquire_lock, read_lock
 from .folders import TooSmallForCrop, folder_resize, open_image
 
-__all__ = ["ImageCache", "build_image_cache", "cache_key", "CACHE_VERSION"]
+__all__ = ["ImageCache", "build_image_cache", "cache_key", "list_caches", "prune_caches", "CACHE_VERSION"]
 
 #: Bump when the decoding changes, so that caches of the old decoding are not used.
 #: 2: images as a person sees them (EXIF rotation, 16-bit scaled, transparency on white).
@@ -60,14 +68,52 @@ class ImageCache:
         return len(self.images)
 
 
+def _root(files: Sequence[str]) -> str:
+    """The folder that holds all of ``files``."""
+    common = os.path.commonpath([os.path.abspath(f) for f in files])
+    return common if len(files) > 1 or not os.path.isfile(common) else os.path.dirname(common)
+
+
 def cache_key(files: Sequence[Path], image_size: int, crop: Optional[int], channels: int) -> str:
-    """A hash of what the cached pixels depend on: every file's resolved path, size and
-    modification time, the options, and :data:`CACHE_VERSION`."""
+    """A hash of what the cached pixels depend on: every file's path relative to the
+    folder that holds them all, its size and modification time, the options, and
+    :data:`CACHE_VERSION`. Where the folder lives does not count: a dataset copied to
+    a job's scratch disk with its times (``cp -p``, ``rsync -a``) uses the same cache."""
+    files = [os.fspath(f) for f in files]
+    root = _root(files)
     digest = hashlib.sha256(json.dumps([CACHE_VERSION, image_size, crop or 0, channels]).encode())
     for path in files:
         stat = os.stat(path)
-        digest.update(f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{os.path.relpath(os.path.abspath(path), root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+                      .encode())
     return digest.hexdigest()[:24]
+
+
+def _key_of(name: str) -> Optional[str]:
+    """The key in a cache file's name (``images-KEY.npy``, ``.tmp-[PID-]images-KEY.npy``)."""
+    stem = name.split("images-", 1)[1] if "images-" in name else ""
+    key = stem.split(".", 1)[0]
+    return key or None
+
+
+def _lock_path(folder: Path, key: str) -> Path:
+    return folder / f"images-{key}.lock"
+
+
+def _remove_stale_partials(folder: Path) -> List[Path]:
+    """Partial arrays of builds that are not running any more (killed: they cannot clean
+    up), which can be gigabytes; returns them."""
+    removed = []
+    for partial in folder.glob(".tmp-*.npy"):
+        key = _key_of(partial.name)
+        holder = read_lock(_lock_path(folder, key)) if key else None
+        if holder is None or not holder["alive"]:
+            try:
+                partial.unlink()
+                removed.append(partial)
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def _decode(path: str, resize: Callable) -> Union[np.ndarray, str]:
@@ -126,18 +172,45 @@ def build_image_cache(files: Sequence[os.PathLike], image_size: int, *, crop: Op
     start = time.perf_counter()
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "images"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"images-{cache_key(files, image_size, crop, channels)}.npy"
-    skipped_path = path.with_suffix(".skipped.json")
-    if path.is_file() and skipped_path.is_file():
-        images = np.load(path, mmap_mode="c")
-        entries = [(e, "") if isinstance(e, str) else tuple(e) for e in json.loads(skipped_path.read_text())]
-        return ImageCache(images, path, [Path(p) for p, _ in entries], built=False,
-                          seconds=time.perf_counter() - start, reasons=dict(entries))
+    key = cache_key(files, image_size, crop, channels)
+    path = folder / f"images-{key}.npy"
+    found = _read(path, start)
+    if found is not None:
+        return found
+    _remove_stale_partials(folder)
+    # One build of a key at a time (a job array's tasks start together): the others
+    # wait for it, then read what it built.
+    with acquire_lock(_lock_path(folder, key), what=f"the image cache {path.name}", wait=True,
+                      say=lambda line: print(line, file=sys.stderr)):
+        found = _read(path, start)
+        if found is not None:
+            return found
+        return _build(files, _root(files), path, image_size, crop, channels, workers, progress, start)
 
+
+def _read(path: Path, start: float) -> Optional[ImageCache]:
+    """The cache at ``path`` if it is complete (its list of skipped files is written
+    first, the array last), its use recorded in its notes' time; else ``None``."""
+    skipped_path = path.with_suffix(".skipped.json")
+    if not (path.is_file() and skipped_path.is_file()):
+        return None
+    images = np.load(path, mmap_mode="c")
+    entries = [(e, "") if isinstance(e, str) else tuple(e) for e in json.loads(skipped_path.read_text())]
+    try:
+        os.utime(skipped_path)  # last used: what --prune goes by
+    except OSError:
+        pass
+    return ImageCache(images, path, [Path(p) for p, _ in entries], built=False, seconds=time.perf_counter() - start,
+                      reasons=dict(entries))
+
+
+def _build(files: List[str], root: str, path: Path, image_size: int, crop, channels: int, workers: Optional[int],
+           progress: bool, start: float) -> ImageCache:
+    folder, skipped_path = path.parent, path.with_suffix(".skipped.json")
     workers = max(1, os.cpu_count() or 1) if workers is None else max(1, workers)
     # Decoded straight into a memory-mapped file beside the cache (not into memory:
     # CelebA at 128x128 is 10 GB), renamed into place once complete.
-    partial = folder / f".tmp-{os.getpid()}-{path.stem}.npy"
+    partial = folder / f".tmp-{path.stem}.npy"
     pixels = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
                                        shape=(len(files), channels, image_size, image_size))
     try:
@@ -152,7 +225,10 @@ def build_image_cache(files: Sequence[os.PathLike], image_size: int, *, crop: Op
         if not kept:
             raise ValueError(f"none of the {len(files)} image files could be read (first: {files[0]!r}: "
                              f"{reasons[files[0]]})")
-        # The list of skipped files first: the array is what marks the cache complete.
+        # Notes and the list of skipped files first: the array is what marks the cache complete.
+        notes = {"root": root, "files": len(files), "images": kept, "image_size": image_size, "crop": crop,
+                 "channels": channels, "version": CACHE_VERSION}
+        atomic_write(path.with_suffix(".about.json"), lambda f: f.write(json.dumps(notes).encode()))
         atomic_write(skipped_path, lambda f: f.write(json.dumps([[str(p), reasons[str(p)]] for p in skipped]).encode()))
         if kept == len(files):
             pixels.flush()
@@ -165,3 +241,77 @@ def build_image_cache(files: Sequence[os.PathLike], image_size: int, *, crop: Op
             os.remove(partial)
     images = np.load(path, mmap_mode="c")
     return ImageCache(images, path, skipped, built=True, seconds=time.perf_counter() - start, reasons=reasons)
+
+
+def list_caches(cache_dir: Optional[os.PathLike] = None) -> List[dict]:
+    """The caches in ``cache_dir`` (default: the package's), newest used first: file,
+    size in bytes, shape, days since last used, the folder they were built from, whether
+    a build holds them now; and partial files left by killed builds."""
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "images"
+    found = []
+    for path in sorted(folder.glob("images-*.npy")):
+        notes_path, skipped_path = path.with_suffix(".about.json"), path.with_suffix(".skipped.json")
+        try:
+            notes = json.loads(notes_path.read_text()) if notes_path.is_file() else {}
+            shape = tuple(np.load(path, mmap_mode="r").shape)
+        except (OSError, ValueError):
+            notes, shape = {}, None
+        used = (skipped_path if skipped_path.is_file() else path).stat().st_mtime
+        holder = read_lock(_lock_path(folder, _key_of(path.name) or ""))
+        found.append({"path": path, "bytes": path.stat().st_size, "shape": shape, "root": notes.get("root"),
+                      "days_unused": (time.time() - used) / 86400, "in_use": bool(holder and holder["alive"])})
+    for partial in sorted(folder.glob(".tmp-*.npy")):
+        holder = read_lock(_lock_path(folder, _key_of(partial.name) or ""))
+        found.append({"path": partial, "bytes": partial.stat().st_size, "shape": None, "root": None,
+                      "days_unused": (time.time() - partial.stat().st_mtime) / 86400,
+                      "in_use": bool(holder and holder["alive"]), "partial": True})
+    return sorted(found, key=lambda c: c["days_unused"])
+
+
+def prune_caches(cache_dir: Optional[os.PathLike] = None, *, older_than_days: float = 30.0) -> List[Path]:
+    """Remove the caches of ``cache_dir`` unused for ``older_than_days`` (0: all), and the
+    partial files of killed builds; never one a build holds. Returns what was removed."""
+    removed = []
+    for cache in list_caches(cache_dir):
+        if cache["in_use"] or (not cache.get("partial") and cache["days_unused"] < older_than_days):
+            continue
+        path = cache["path"]
+        for part in (path, path.with_suffix(".skipped.json"), path.with_suffix(".about.json")):
+            try:
+                part.unlink()
+                removed.append(part)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m torchgan_sagan.data.image_cache",
+                                description="List or remove the image caches that examples/celeba.py builds.")
+    p.add_argument("--cache-dir", type=Path, help="where the caches are (default: $TORCHGAN_SAGAN_CACHE or "
+                   "~/.cache/torchgan_sagan, under images/)")
+    action = p.add_mutually_exclusive_group(required=True)
+    action.add_argument("--list", action="store_true", help="each cache: size, images, last use, source folder")
+    action.add_argument("--prune", action="store_true", help="remove caches unused for --older-than days, and "
+                        "the partial files of killed builds")
+    p.add_argument("--older-than", type=float, default=30.0, metavar="DAYS", help="with --prune (0: every cache)")
+    args = p.parse_args(argv)
+    folder = args.cache_dir if args.cache_dir is not None else default_cache_dir() / "images"
+    if args.list:
+        caches = list_caches(folder)
+        for c in caches:
+            what = "partial file of a build" + (" (running)" if c["in_use"] else " (killed)") if c.get("partial") \
+                else f"{c['shape'][0]} images {'x'.join(map(str, c['shape'][1:]))}" if c["shape"] else "unreadable"
+            print(f"{c['path'].name}  {c['bytes'] / 2**20:9.1f} MiB  {what}, used {c['days_unused']:.1f} days ago"
+                  + (f", from {c['root']}" if c["root"] else "") + (", being built" if c["in_use"] else ""))
+        print(f"{len(caches)} file(s), {sum(c['bytes'] for c in caches) / 2**30:.2f} GiB in {folder}")
+    else:
+        removed = [p for p in prune_caches(folder, older_than_days=args.older_than) if p.suffix == ".npy"]
+        print(f"Removed {len(removed)} cache(s) from {folder}" + "".join(f"\n  {p.name}" for p in removed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
