@@ -200,12 +200,13 @@ def build_dataset(args, cfg, say=print, *, rank=0, distributed=False):
         raise CliError(str(err)) from err
     if args.max_images:
         files = files[: args.max_images]
+    crop = resolved_crop(args)
     if args.image_cache:
         # One process decodes; under torchrun the others wait, then read its cache.
         if distributed and rank != 0:
             torch.distributed.barrier()
         try:
-            cache = build_image_cache(files, cfg.image_size, crop=resolved_crop(args), channels=cfg.image_channels,
+            cache = build_image_cache(files, cfg.image_size, crop=crop, channels=cfg.image_channels,
                                       cache_dir=args.cache_dir, workers=loader_workers(args), progress=rank == 0)
         except ValueError as err:
             raise CliError(str(err)) from err
@@ -215,15 +216,15 @@ def build_dataset(args, cfg, say=print, *, rank=0, distributed=False):
         say(f"Training on {len(cache)} images from {args.data_root} ({cfg.image_size}x{cfg.image_size}), "
             + (f"decoded once in {cache.seconds:.0f} s" if cache.built else "decoded before")
             + f" into {cache.path}.")
-        say_skipped(cache.skipped, cache.reasons, resolved_crop(args), say)
+        say_skipped(cache.skipped, cache.reasons, crop, say)
         return cache.images
-    transform = folder_transform(cfg.image_size, crop=resolved_crop(args), channels=cfg.image_channels)
+    transform = folder_transform(cfg.image_size, crop=crop, channels=cfg.image_channels)
     try:
         dataset = ImageFiles(files, transform)
     except ValueError as err:
         raise CliError(str(err)) from err
     say(f"Training on {len(dataset)} images from {args.data_root} ({cfg.image_size}x{cfg.image_size}).")
-    say_skipped(dataset.skipped, {}, resolved_crop(args), say)
+    say_skipped(dataset.skipped, {}, crop, say)
     return dataset
 
 

@@ -77,6 +77,8 @@ def documented_commands():
     for page in PAGES:
         for line in _command_lines(page.read_text()):
             words = shlex.split(line, comments=True)
+            ends = [i for i, w in enumerate(words) if w in ("&", "&&", "|", "||", ";") or re.match(r"^\d?>", w)]
+            words = words[: ends[0]] if ends else words  # the shell's, not the command's: `... &`, `| tee`
             while words and re.match(r"^\w+=", words[0]):
                 words.pop(0)  # environment variables
             if not words or " ".join(words).startswith(NOT_OURS):

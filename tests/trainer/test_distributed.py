@@ -87,10 +87,12 @@ def test_example_runs_under_torchrun_writes_once_and_resumes(tmp_path):
     assert checkpoint["epoch"] == 3 and checkpoint["train_state"]["iteration"] == 6
     assert int(checkpoint["generator"]["ema.steps"]) == 6  # 2 steps an epoch, none twice
 
-    # A distributed checkpoint resumes in a single process.
-    single = subprocess.run([sys.executable, str(script), "--epochs", "4", *map(str, common), "--resume"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    # A distributed checkpoint resumes in a single process, when asked for on purpose: one
+    # process of batch 4 is half the global batch of two.
+    single = subprocess.run([sys.executable, str(script), "--epochs", "4", *map(str, common), "--resume",
+                             "--allow-data-change"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
+    assert "Resuming on other data, as asked (--allow-data-change): processes 2 -> 1." in single.stdout
     assert "Resuming at epoch 4 of 4." in single.stdout
 
 
@@ -150,6 +152,7 @@ def test_world_of_one_trains_an_epoch_and_keeps_torchgan_attributes(world_of_one
     trainer(torch.utils.data.DataLoader(data, batch_size=4, shuffle=True, drop_last=True))
     assert trainer.loss_information["generator_iters"] == 2
     assert (world_of_one / "checkpoints" / "gan0.model").exists()
+    train_step(trainer, torch.rand(4, 1, 32, 32) * 2 - 1)  # the logs restart with each epoch
     assert sum(trainer.logger.get_grad_viz().logs["generator"]) > 0  # logged from the plain nets
 
 
