@@ -71,8 +71,8 @@ def package_cache(request, tmp_path_factory):
     images), never the user's: pytest's own cache (.pytest_cache, kept between runs, so
     the edit-test loop trains the classifier once), or a fresh folder without it. Set as
     $TORCHGAN_SAGAN_CACHE, so that subprocesses use it too."""
-    folder = (request.config.cache.mkdir("torchgan_sagan") if request.config.cache is not None
-              else tmp_path_factory.mktemp("cache"))
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    folder = cache.mkdir("torchgan_sagan") if cache is not None else tmp_path_factory.mktemp("cache")
     before = os.environ.get("TORCHGAN_SAGAN_CACHE")
     os.environ["TORCHGAN_SAGAN_CACHE"] = str(folder)
     yield folder

@@ -36,6 +36,7 @@ point, none per step.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
@@ -191,8 +192,6 @@ class ResumableTraining(RollbackOnDivergence):
         return bool(self.stop_received) if self.rank_and_world[1] == 1 else self._stop_agreed
 
     def _stop(self) -> None:
-        import signal
-
         raise StopRequested(self.stop_received[0] if self.stop_received else signal.SIGTERM, self.iteration,
                             self.last_good_checkpoint)
 
