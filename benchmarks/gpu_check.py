@@ -280,7 +280,8 @@ def main(argv=None) -> int:
                           "where (top 3)"], rows))
     report["attention"] = kernels = check_attention_kernels()
     save(args.out, report)
-    print(markdown_table(["layout", "autocast", "only kernel allowed", "output dtype", "max diff vs explicit"], kernels))
+    print(markdown_table(["layout", "autocast", "only kernel allowed", "output dtype", "max diff vs explicit"],
+                         kernels))
     graphs, graph_rows = {}, []
     report["cuda_graphs"] = graphs
     for spec in args.graph_nets:

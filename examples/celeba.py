@@ -69,7 +69,7 @@ from torchgan_sagan.data import (
 )
 from torchgan_sagan.metrics import InceptionFID, generate, memorization_report
 from torchgan_sagan.recipe.cli import CommandError as CliError
-from torchgan_sagan.recipe.cli import add_config_flags, config_overrides, parse_device
+from torchgan_sagan.recipe.cli import OneLineErrors, add_config_flags, config_overrides, parse_device
 from torchgan_sagan.trainer.checkpoints import (UnreadableCheckpointError, UntrustedCheckpointError, find_checkpoints,
                                                 latest_intact_checkpoint)
 from torchgan_sagan.trainer.divergence import DivergenceError, clear_mark, read_mark
@@ -128,8 +128,8 @@ def resume_mode(value: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Train a SAGAN with torchgan's Trainer on CelebA, or on embedded faces.",
+    p = OneLineErrors(
+        prog="celeba.py", description="Train a SAGAN with torchgan's Trainer on CelebA, or on embedded faces.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--data-root", type=Path, help="CelebA's img_align_celeba folder, its parent, "

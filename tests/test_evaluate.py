@@ -24,7 +24,7 @@ def test_digits_end_to_end_in_a_subprocess(tiny_conditional_run, tmp_path, class
     assert 1 <= scores["classes_hit"] <= 10 and 0 <= scores["class_accuracy"] <= 1
     assert scores["memorization"]["median_ratio"] > 0 and len(scores["memorization"]["indices"]) == 60
     assert "FID" in result.stdout and "class accuracy" in result.stdout
-    assert Image.open(tmp_path / "nearest.png").size[1] > 32  # samples over their nearest digits
+    assert Image.open(tmp_path / "scores_nearest.png").size[1] > 32  # samples over their nearest digits
 
 
 def test_faces_without_inception_weights_score_memorization_only(tiny_run, tmp_path, capsys):
@@ -59,3 +59,12 @@ def test_bad_input_is_one_line_and_exit_2(tiny_run, tmp_path, capsys, args, mess
     assert command.main([str(tiny_run), "--out", str(tmp_path / "x.json"), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("evaluate: error: ") and message in err[0]
+
+
+def test_evaluating_a_run_leaves_its_training_pictures_alone(tiny_run, tmp_path):
+    """RUN/nearest.png is what training's memorization check drew; evaluate draws its own."""
+    training_picture = tiny_run / "nearest.png"
+    training_picture.write_bytes(b"drawn at the end of training")
+    assert command.main([str(tiny_run), "--real", "faces", "--num", "20"]) == 0
+    assert training_picture.read_bytes() == b"drawn at the end of training"
+    assert Image.open(tiny_run / "evaluation_nearest.png").size[0] > 32

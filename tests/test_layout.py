@@ -152,3 +152,12 @@ def test_the_suite_runs_without_pytests_cache(tmp_path):
                              f"{Path(__file__).resolve()}::test_no_import_cycle"], capture_output=True, text=True,
                             timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_the_paper_nets_are_exported_where_the_readme_names_them():
+    import torchgan_sagan
+    from torchgan_sagan.models import SAGANResNetDiscriminator, SAGANResNetGenerator
+
+    assert (torchgan_sagan.SAGANResNetGenerator, torchgan_sagan.SAGANResNetDiscriminator) == \
+        (SAGANResNetGenerator, SAGANResNetDiscriminator)
+    assert {"SAGANResNetGenerator", "SAGANResNetDiscriminator"} <= set(torchgan_sagan.__all__)

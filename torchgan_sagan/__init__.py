@@ -31,7 +31,8 @@ from .losses import (
     hinge_discriminator_loss,
     hinge_generator_loss,
 )
-from .models import AttentionOptions, AugmentOptions, EMAOptions, SAGANDiscriminator, SAGANGenerator, SpeedOptions
+from .models import (AttentionOptions, AugmentOptions, EMAOptions, SAGANDiscriminator, SAGANGenerator,
+                     SAGANResNetDiscriminator, SAGANResNetGenerator, SpeedOptions)
 from .trainer import DivergenceError, SAGANTrainer, apply_torchgan_fixes, load_generator, make_trainer, train_step
 from .visualize import attention_figure, image_grid, real_vs_fake_figure
 
@@ -65,6 +66,8 @@ __all__ = [
     "LeastSquaresGeneratorLoss",
     "LeastSquaresDiscriminatorLoss",
     "SAGANGenerator",
+    "SAGANResNetGenerator",
+    "SAGANResNetDiscriminator",
     "SAGANDiscriminator",
     "find_images",
     "folder_transform",

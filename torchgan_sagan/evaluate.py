@@ -14,7 +14,7 @@ faces, embedded) or a folder of images. Scores, on ``--num`` seeded samples:
 - the memorization check: each sample's nearest real image in pixel space, against
   the real images' distances to each other (:mod:`torchgan_sagan.metrics.memorization`).
 
-Writes ``--out`` (default ``RUN/evaluation.json``) and ``nearest.png`` beside it
+Writes ``--out`` (default ``RUN/evaluation.json``) and ``evaluation_nearest.png`` beside it
 (samples over their nearest real images), and prints a short table.
 """
 
@@ -131,11 +131,12 @@ def run(args: argparse.Namespace) -> Dict:
                                       batch_size=args.batch_size)
     out = args.out or (args.run if args.run.is_dir() else args.run.parent) / "evaluation.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(nearest_grid(fake, real, result["memorization"]["indices"]), out.parent / "nearest.png")
+    nearest = out.with_name(f"{out.stem}_nearest.png")  # RUN/nearest.png is the training's own
+    save_image(nearest_grid(fake, real, result["memorization"]["indices"]), nearest)
     result["memorization"]["indices"] = result["memorization"]["indices"][:100]
     out.write_text(json.dumps({"run": str(args.run), "real": args.real, "seed": args.seed, **result}, indent=2))
     print(_table(result))
-    print(f"Wrote {out} and {out.parent / 'nearest.png'} (samples above, their nearest real images below)")
+    print(f"Wrote {out} and {nearest} (samples above, their nearest real images below)")
     return result
 
 

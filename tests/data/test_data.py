@@ -156,3 +156,9 @@ def test_crops_are_celebas_for_celeba_a_square_elsewhere_and_never_padded(tmp_pa
     assert folder_resize(30, crop=SQUARE)(wide).size == (30, 30)
     with pytest.raises(TooSmallForCrop, match="100x60 is smaller than the center crop 64"):
         folder_resize(32, crop=64)(wide)
+
+
+def test_a_folder_under_the_home_folder_is_found(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    image = _jpeg(tmp_path / "faces" / "a.jpg")
+    assert find_images("~/faces") == [image]

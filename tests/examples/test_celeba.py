@@ -155,6 +155,8 @@ def test_unknown_config_or_loss(flag, value, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert f"invalid choice: '{value}'" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("celeba.py: error: ")  # not ~50 flags of usage
+    assert err.strip().endswith("(celeba.py --help lists the flags)")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -585,7 +587,8 @@ def test_a_resume_on_other_data_is_refused_with_each_difference(celeba_folder, t
     capsys.readouterr()
     message = _main_error(capsys, *common, "--epochs", "2", "--resume")
     assert message.startswith("celeba.py: error: --resume: the run trained on other data: source 'folder' -> "
-                              "'embedded LFW faces'; crop 160 -> None; images 10 -> 200") and "--allow-data-change" in message
+                              "'embedded LFW faces'; crop 160 -> None; images 10 -> 200")
+    assert "--allow-data-change" in message
     message = _main_error(capsys, *common, "--data-root", str(celeba_folder), "--max-images", "8", "--epochs", "2",
                           "--resume")
     assert "images 10 -> 8" in message and "source" not in message

@@ -37,7 +37,7 @@ def find_images(root: str | os.PathLike) -> List[Path]:
     torchvision's ImageFolder layout (one subfolder per class). Raises
     ``FileNotFoundError`` if ``root`` is missing and ``ValueError`` if it holds no images.
     """
-    root = Path(root)
+    root = Path(root).expanduser()
     if not root.exists():
         raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
     if not root.is_dir():

@@ -29,7 +29,7 @@ import torch
 from .configs import SAGANConfig
 
 __all__ = ["TAGS", "config_fields", "add_config_flags", "config_overrides", "parse_spec", "CommandError",
-           "parse_device", "command_parser", "require_at_least", "run_command"]
+           "OneLineErrors", "parse_device", "command_parser", "require_at_least", "run_command"]
 
 
 def config_fields() -> Tuple[dataclasses.Field, ...]:
@@ -136,12 +136,20 @@ def parse_device(name: str) -> torch.device:
     return device
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (the problem, and where the flags
+    are listed), not the usage of every flag followed by the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the flags)\n")
+
+
 def command_parser(command: str, description: str, out_help: str, *,
                    samples: Optional[Tuple[int, str]] = None, seed: int = 0) -> argparse.ArgumentParser:
     """The parser of ``python -m torchgan_sagan.<command>`` with what every command on a
     trained run takes (the run, ``--out``, ``--device``, ``--trust-checkpoint``) and,
     given ``samples`` (default count, help), ``--num``, ``--seed`` and ``--batch-size``."""
-    parser = argparse.ArgumentParser(prog=f"python -m torchgan_sagan.{command}", description=description)
+    parser = OneLineErrors(prog=f"python -m torchgan_sagan.{command}", description=description)
     parser.add_argument("run", type=Path, help="a run folder (its newest intact checkpoint) or a checkpoint file")
     parser.add_argument("--out", type=Path, help=out_help)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
