@@ -656,3 +656,15 @@ def test_a_folder_of_images_from_the_wild_trains(tmp_path, capsys, loader):
             "(DecompressionBombError))" in out and f"{folder / 'truncated.png'} (cannot be decoded (OSError))" in out
     else:  # the bomb does not open; the truncated PNG opens, and is replaced by the next image when it fails
         assert "Training on 9 images" in out and f"Skipped 1 file(s): {folder / 'bomb.png'}" in out
+
+
+def test_resume_auto_without_out_refuses_a_folder_a_live_job_holds(tmp_path, monkeypatch, capsys):
+    """Without --out, --resume auto takes the config's newest run folder: a teammate's
+    live run there is refused, not joined."""
+    from torchgan_sagan.trainer.run_lock import acquire_run_lock
+
+    monkeypatch.chdir(tmp_path)
+    with acquire_run_lock(tmp_path / "runs" / "sagan_faces_32"):  # the teammate's job, alive
+        message = _main_error(capsys, "--resume", "auto", "--max-images", "4", "--step-channels", "8")
+    assert message.startswith(f"celeba.py: error: runs/sagan_faces_32 is in use by pid {os.getpid()} on ")
+    assert not (tmp_path / "runs" / "sagan_faces_32" / "checkpoints").exists()  # nothing written there
