@@ -641,8 +641,7 @@ def test_keep_every_leaves_a_sparse_series_outside_the_rotation(tmp_path, capsys
 def test_a_folder_of_images_from_the_wild_trains(tmp_path, capsys, loader):
     """A decompression bomb and a truncated PNG are skipped and named; a 16-bit PNG, an
     RGBA and a palette PNG and an EXIF-rotated JPEG train, as a person would see them."""
-    sys.path.insert(0, str(ROOT / "tests" / "data"))
-    import wild_images
+    import wild_images  # tests/, beside conftest.py
 
     folder = wild_images.folder(tmp_path / "wild")
     code = celeba.main(["--data-root", str(folder), "--epochs", "1", "--batch-size", "4", "--step-channels", "8",
