@@ -57,7 +57,6 @@ from torchgan.trainer import Trainer
 
 from torchgan_sagan import get_config, list_configs, make_trainer
 from torchgan_sagan.data import (
-    SQUARE,
     DeviceBatches,
     ImageFiles,
     build_image_cache,
@@ -69,7 +68,7 @@ from torchgan_sagan.data import (
 )
 from torchgan_sagan.metrics import InceptionFID, generate, memorization_report
 from torchgan_sagan.recipe.cli import CommandError as CliError
-from torchgan_sagan.recipe.cli import OneLineErrors, add_config_flags, config_overrides, parse_device
+from torchgan_sagan.recipe.cli import OneLineErrors, add_config_flags, config_overrides, crop_value, parse_device
 from torchgan_sagan.trainer.checkpoints import (UnreadableCheckpointError, UntrustedCheckpointError, find_checkpoints,
                                                 latest_intact_checkpoint)
 from torchgan_sagan.trainer.divergence import DivergenceError, clear_mark, read_mark
@@ -91,18 +90,6 @@ EXCLUDED_FIELDS = {
     "label_type": "only meaningful for conditional configs",
     "source": "recorded from the config's docstring",
 }
-
-
-def crop_value(value: str):
-    if value == SQUARE:
-        return value
-    try:
-        crop = int(value)
-    except ValueError:
-        crop = -1
-    if crop < 0:
-        raise argparse.ArgumentTypeError(f"--crop takes a size in pixels, 'square' or 0 (none), got {value!r}")
-    return crop
 
 
 def resolved_crop(args):

@@ -68,3 +68,21 @@ def test_evaluating_a_run_leaves_its_training_pictures_alone(tiny_run, tmp_path)
     assert command.main([str(tiny_run), "--real", "faces", "--num", "20"]) == 0
     assert training_picture.read_bytes() == b"drawn at the end of training"
     assert Image.open(tiny_run / "evaluation_nearest.png").size[0] > 32
+
+
+def test_a_folder_of_small_images_is_cropped_to_its_squares_by_default(tiny_run, tmp_path, capsys):
+    """CelebA's crop of 160 is the default only for CelebA's folder: 40x48 images are not
+    padded to it, and asking for it anyway is one line, not a traceback."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    for i in range(6):
+        Image.new("L", (40, 48), color=40 * i).save(folder / f"{i}.png")
+    out = tmp_path / "small.json"
+    assert command.main([str(tiny_run), "--real", str(folder), "--num", "6", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["real_images"] == 6
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="smaller than the center crop 160"):
+        assert command.main([str(tiny_run), "--real", str(folder), "--num", "6", "--crop", "160", "--out",
+                             str(out)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].endswith("pass a smaller --crop, --crop square or --crop 0")

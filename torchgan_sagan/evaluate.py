@@ -24,13 +24,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from torchvision.utils import save_image
 
-from .recipe.cli import CommandError, command_parser, parse_device, require_at_least, run_command
-from .data import ImageFiles, embedded_digits, embedded_faces, find_images, folder_transform
+from .recipe.cli import CommandError, command_parser, crop_value, parse_device, require_at_least, run_command
+from .data import ImageFiles, default_crop, embedded_digits, embedded_faces, find_images, folder_transform
 from .metrics.inception import inception_fid, inception_kid
 from .metrics.memorization import match_training_images, memorization_report
 from .metrics.scores import digit_classifier, digit_scores
@@ -47,15 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
                        seed=12345)
     p.add_argument("--real", required=True, help="digits, faces, or a folder of images")
     p.add_argument("--max-real", type=int, default=5000, help="real images to read from a folder at most")
-    p.add_argument("--crop", type=int, default=160, help="center crop of folder images before resizing (0: none)")
+    p.add_argument("--crop", type=crop_value, help="center crop of folder images before resizing: pixels, 'square' "
+                   "or 0 (none); default: 160 for CelebA's img_align_celeba, 'square' for other folders")
     p.add_argument("--inception-weights", type=Path, metavar="FILE", help="torch-fidelity's Inception weights "
                    "file, for standard FID/KID")
     return p
 
 
-def real_images(name: str, generator, *, max_real: int = 5000, crop: Optional[int] = 160):
+def real_images(name: str, generator, *, max_real: int = 5000, crop: Optional[Union[int, str]] = None):
     """``(images, labels)`` of ``digits``, ``faces`` or a folder, at the generator's size
-    and channels; labels are ``None`` except for the digits."""
+    and channels; labels are ``None`` except for the digits. ``crop``: as ``--crop``;
+    ``None``: the folder's default (:func:`~torchgan_sagan.data.folders.default_crop`)."""
     size, channels = generator.out_size, generator.out_channels
     if name == "digits":
         images, labels = embedded_digits(size).tensors
@@ -67,10 +69,18 @@ def real_images(name: str, generator, *, max_real: int = 5000, crop: Optional[in
     if not folder.exists():
         raise CommandError(f"--real {name!r} is neither digits, faces nor an existing folder")
     files = find_images(folder)[:max_real]
+    crop = default_crop(folder) if crop is None else crop
     dataset = ImageFiles(files, folder_transform(size, crop=crop or None, channels=channels))
     from tqdm import tqdm
 
-    return torch.stack([dataset[i][0] for i in tqdm(range(len(dataset)), desc="reading", unit="image")]), None
+    bar = tqdm(range(len(dataset)), desc="reading", unit="image")
+    try:
+        return torch.stack([dataset[i][0] for i in bar]), None
+    except ValueError as err:  # every image failed: undecodable, or smaller than the crop
+        raise CommandError(f"{err} from {folder} with --crop {crop}: pass a smaller --crop, --crop square or "
+                           f"--crop 0") from None
+    finally:
+        bar.close()  # before the error is said
 
 
 def evaluate_generator(generator, real: torch.Tensor, labels: Optional[torch.Tensor], *, kind: str,

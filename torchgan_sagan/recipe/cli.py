@@ -22,14 +22,14 @@ import dataclasses
 import typing
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import torch
 
 from .configs import SAGANConfig
 
 __all__ = ["TAGS", "config_fields", "add_config_flags", "config_overrides", "parse_spec", "CommandError",
-           "OneLineErrors", "parse_device", "command_parser", "require_at_least", "run_command"]
+           "OneLineErrors", "crop_value", "parse_device", "command_parser", "require_at_least", "run_command"]
 
 
 def config_fields() -> Tuple[dataclasses.Field, ...]:
@@ -134,6 +134,19 @@ def parse_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise CommandError(f"--device {name} asked for, but CUDA is not available here; use --device cpu")
     return device
+
+
+def crop_value(value: str) -> Union[int, str]:
+    """``--crop``: a size in pixels, ``square`` (the largest center square) or 0 (none)."""
+    if value == "square":
+        return value
+    try:
+        crop = int(value)
+    except ValueError:
+        crop = -1
+    if crop < 0:
+        raise argparse.ArgumentTypeError(f"--crop takes a size in pixels, 'square' or 0 (none), got {value!r}")
+    return crop
 
 
 class OneLineErrors(argparse.ArgumentParser):
