@@ -74,13 +74,15 @@ def _root(files: Sequence[str]) -> str:
     return common if len(files) > 1 or not os.path.isfile(common) else os.path.dirname(common)
 
 
-def cache_key(files: Sequence[Path], image_size: int, crop: Optional[int], channels: int) -> str:
+def cache_key(files: Sequence[Path], image_size: int, crop: Optional[int], channels: int, *,
+              root: Optional[str] = None) -> str:
     """A hash of what the cached pixels depend on: every file's path relative to the
     folder that holds them all, its size and modification time, the options, and
     :data:`CACHE_VERSION`. Where the folder lives does not count: a dataset copied to
-    a job's scratch disk with its times (``cp -p``, ``rsync -a``) uses the same cache."""
+    a job's scratch disk with its times (``cp -p``, ``rsync -a``) uses the same cache.
+    ``root``: that folder, where the caller has it already."""
     files = [os.fspath(f) for f in files]
-    root = _root(files)
+    root = _root(files) if root is None else root
     digest = hashlib.sha256(json.dumps([CACHE_VERSION, image_size, crop or 0, channels]).encode())
     for path in files:
         stat = os.stat(path)
@@ -96,24 +98,20 @@ def _key_of(name: str) -> Optional[str]:
     return key or None
 
 
+def _cache_folder(cache_dir: Optional[os.PathLike]) -> Path:
+    """``cache_dir``, or the package's cache folder for images."""
+    return Path(cache_dir) if cache_dir is not None else default_cache_dir() / "images"
+
+
 def _lock_path(folder: Path, key: str) -> Path:
     return folder / f"images-{key}.lock"
 
 
-def _remove_stale_partials(folder: Path) -> List[Path]:
-    """Partial arrays of builds that are not running any more (killed: they cannot clean
-    up), which can be gigabytes; returns them."""
-    removed = []
-    for partial in folder.glob(".tmp-*.npy"):
-        key = _key_of(partial.name)
-        holder = read_lock(_lock_path(folder, key)) if key else None
-        if holder is None or not holder["alive"]:
-            try:
-                partial.unlink()
-                removed.append(partial)
-            except FileNotFoundError:
-                pass
-    return removed
+def _being_built(folder: Path, name: str) -> bool:
+    """Whether a live build holds the cache of the file ``name`` (a cache or a partial one)."""
+    key = _key_of(name)
+    holder = read_lock(_lock_path(folder, key)) if key else None
+    return bool(holder and holder["alive"])
 
 
 def _decode(path: str, resize: Callable) -> Union[np.ndarray, str]:
@@ -170,14 +168,15 @@ def build_image_cache(files: Sequence[os.PathLike], image_size: int, *, crop: Op
     if not files:
         raise ValueError("no image files given")
     start = time.perf_counter()
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "images"
+    folder = _cache_folder(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    key = cache_key(files, image_size, crop, channels)
+    root = _root(files)
+    key = cache_key(files, image_size, crop, channels, root=root)
     path = folder / f"images-{key}.npy"
     found = _read(path, start)
     if found is not None:
         return found
-    _remove_stale_partials(folder)
+    prune_caches(folder, older_than_days=float("inf"))  # only the partial files of killed builds, often GBs
     # One build of a key at a time (a job array's tasks start together): the others
     # wait for it, then read what it built.
     with acquire_lock(_lock_path(folder, key), what=f"the image cache {path.name}", wait=True,
@@ -185,19 +184,20 @@ def build_image_cache(files: Sequence[os.PathLike], image_size: int, *, crop: Op
         found = _read(path, start)
         if found is not None:
             return found
-        return _build(files, _root(files), path, image_size, crop, channels, workers, progress, start)
+        return _build(files, root, path, image_size, crop, channels, workers, progress, start)
 
 
 def _read(path: Path, start: float) -> Optional[ImageCache]:
     """The cache at ``path`` if it is complete (its list of skipped files is written
-    first, the array last), its use recorded in its notes' time; else ``None``."""
+    first, the array last), its use recorded in that list's modification time (what
+    :func:`prune_caches` goes by); else ``None``."""
     skipped_path = path.with_suffix(".skipped.json")
     if not (path.is_file() and skipped_path.is_file()):
         return None
     images = np.load(path, mmap_mode="c")
     entries = [(e, "") if isinstance(e, str) else tuple(e) for e in json.loads(skipped_path.read_text())]
     try:
-        os.utime(skipped_path)  # last used: what --prune goes by
+        os.utime(skipped_path)
     except OSError:
         pass
     return ImageCache(images, path, [Path(p) for p, _ in entries], built=False, seconds=time.perf_counter() - start,
@@ -247,7 +247,7 @@ def list_caches(cache_dir: Optional[os.PathLike] = None) -> List[dict]:
     """The caches in ``cache_dir`` (default: the package's), newest used first: file,
     size in bytes, shape, days since last used, the folder they were built from, whether
     a build holds them now; and partial files left by killed builds."""
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "images"
+    folder = _cache_folder(cache_dir)
     found = []
     for path in sorted(folder.glob("images-*.npy")):
         notes_path, skipped_path = path.with_suffix(".about.json"), path.with_suffix(".skipped.json")
@@ -257,14 +257,12 @@ def list_caches(cache_dir: Optional[os.PathLike] = None) -> List[dict]:
         except (OSError, ValueError):
             notes, shape = {}, None
         used = (skipped_path if skipped_path.is_file() else path).stat().st_mtime
-        holder = read_lock(_lock_path(folder, _key_of(path.name) or ""))
         found.append({"path": path, "bytes": path.stat().st_size, "shape": shape, "root": notes.get("root"),
-                      "days_unused": (time.time() - used) / 86400, "in_use": bool(holder and holder["alive"])})
+                      "days_unused": (time.time() - used) / 86400, "in_use": _being_built(folder, path.name)})
     for partial in sorted(folder.glob(".tmp-*.npy")):
-        holder = read_lock(_lock_path(folder, _key_of(partial.name) or ""))
         found.append({"path": partial, "bytes": partial.stat().st_size, "shape": None, "root": None,
                       "days_unused": (time.time() - partial.stat().st_mtime) / 86400,
-                      "in_use": bool(holder and holder["alive"]), "partial": True})
+                      "in_use": _being_built(folder, partial.name), "partial": True})
     return sorted(found, key=lambda c: c["days_unused"])
 
 
@@ -298,7 +296,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         "the partial files of killed builds")
     p.add_argument("--older-than", type=float, default=30.0, metavar="DAYS", help="with --prune (0: every cache)")
     args = p.parse_args(argv)
-    folder = args.cache_dir if args.cache_dir is not None else default_cache_dir() / "images"
+    folder = _cache_folder(args.cache_dir)
     if args.list:
         caches = list_caches(folder)
         for c in caches:
