@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from torchgan_sagan import get_config, make_trainer, train_step
-from torchgan_sagan.trainer import cuda_graphs
 from torchgan_sagan.trainer.cuda_graphs import GraphedIterations, graph_refusals, make_capturable
 from torchgan_sagan.trainer.resumable import run_iteration
 
