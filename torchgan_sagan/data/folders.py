@@ -5,9 +5,10 @@ It yields ``(image, label)`` pairs with images in [-1, 1], the form torchgan's
 
 Images come from the wild: :func:`open_image` shows each one as a person would see it
 (EXIF rotation applied, 16-bit scaled to 8, palette and transparency over white, CMYK
-as RGB), and any file Pillow cannot decode (a truncated PNG raises ``SyntaxError``, an
-image of more than twice ``Image.MAX_IMAGE_PIXELS`` raises
-``DecompressionBombError``) is skipped and named, never the end of a run. A center
+as RGB), and any file Pillow cannot decode (a truncated file raises ``OSError``, some
+PNGs cut at a chunk boundary ``SyntaxError``, an image of more than twice
+``Image.MAX_IMAGE_PIXELS`` ``DecompressionBombError``) is skipped and named, never the
+end of a run. A center
 crop larger than an image is not padded with black: :class:`TooSmallForCrop` says so,
 and the image is skipped and named likewise.
 """

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 
+from ..data.folders import SQUARE
 from .configs import SAGANConfig
 
 __all__ = ["TAGS", "config_fields", "add_config_flags", "config_overrides", "parse_spec", "CommandError",
@@ -138,7 +139,7 @@ def parse_device(name: str) -> torch.device:
 
 def crop_value(value: str) -> Union[int, str]:
     """``--crop``: a size in pixels, ``square`` (the largest center square) or 0 (none)."""
-    if value == "square":
+    if value == SQUARE:
         return value
     try:
         crop = int(value)
