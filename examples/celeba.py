@@ -6,6 +6,7 @@
     python examples/celeba.py --out runs/faces --resume --epochs 80
     python examples/celeba.py --resume auto                     # continue the newest run if any, else start
     python examples/celeba.py --ema 0.999 --diffaugment              # moving-average G, DiffAugment
+    python examples/celeba.py --config sagan_cond_digits_32 --data-root DIR   # class-conditional: DIR/CLASS/*.png
     torchrun --nproc_per_node 4 examples/celeba.py --data-root ~/data/celeba   # DDP, 4 processes
 
 With no ``--data-root`` it trains on the 100 face crops of Labeled Faces in the Wild that
@@ -18,6 +19,15 @@ torchgan's epoch summaries (``train.log``; ``--verbose`` prints them instead of 
 progress bar), and at the end ``real_vs_fake.png``, ``attention.png`` and a memorization
 check (each sample's nearest training image, ``nearest.png``). Afterwards,
 ``python -m torchgan_sagan.generate OUT`` (and ``.evaluate``, ``.export``) take the folder.
+
+Class-conditional configs (``sagan_cond_*``, ``sagan_resnet_imagenet_128``,
+``sagan_resnet_cifar_32``, or ``--num-classes N``) train on labelled images: a
+``--data-root`` with one subfolder per class (ImageNet's and ``ImageFolder``'s layout),
+or any folder with ``--labels FILE`` (CSV rows ``file,class`` or a JSON object); without
+``--data-root``, the embedded digits and their ten classes. The number of classes comes
+from the data (said in one line when it differs from the config's; a ``--num-classes``
+that differs is refused), and the class names are recorded in the run's config:
+``python -m torchgan_sagan.generate RUN --class NAME`` draws one.
 
 SIGTERM, SIGUSR1 (SLURM's ``--signal``) and Ctrl-C finish the iteration, write a checkpoint
 and exit with status 75 (130 after Ctrl-C): ``--resume auto`` continues exactly
@@ -49,6 +59,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any, List, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -61,11 +72,13 @@ from torchgan_sagan.data import (
     ImageFiles,
     build_image_cache,
     default_crop,
+    embedded_digits,
     embedded_faces,
     find_images,
     folder_transform,
     to_unit_range,
 )
+from torchgan_sagan.data.labels import class_subfolders, labelled_images
 from torchgan_sagan.metrics import InceptionFID, generate, memorization_report
 from torchgan_sagan.recipe.cli import CommandError as CliError
 from torchgan_sagan.recipe.cli import OneLineErrors, add_config_flags, config_overrides, crop_value, parse_device
@@ -86,8 +99,7 @@ FOLDER_CONFIG = "sagan_celeba_64"
 
 #: Config fields without a flag here, and why.
 EXCLUDED_FIELDS = {
-    "num_classes": "this example trains on unlabelled images (conditional configs are refused)",
-    "label_type": "only meaningful for conditional configs",
+    "class_names": "recorded from the data (its class subfolders or --labels)",
     "source": "recorded from the config's docstring",
 }
 
@@ -123,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "or any folder tree of images; omitted: the embedded LFW faces")
     p.add_argument("--config", choices=list_configs(), help=f"registered config "
                    f"(default: {FOLDER_CONFIG} with --data-root, else {EMBEDDED_CONFIG})")
+    p.add_argument("--labels", type=Path, metavar="FILE", help="each image's class, for class-conditional training: "
+                   "CSV rows file,class or a JSON object {file: class}, files relative to --data-root; without it a "
+                   "conditional config takes the classes from --data-root's subfolders")
     p.add_argument("--crop", type=crop_value, help="center crop before resizing folder images: a size in "
                    "pixels, 'square' (the largest square), 0 (none); default: 160 for CelebA's img_align_celeba, "
                    "'square' for other folders")
@@ -168,51 +183,106 @@ def positive(name: str, value):
     return value
 
 
-def build_dataset(args, cfg, say=print, *, rank=0, distributed=False):
-    """The training images: an array N x C x H x W (the embedded faces, or the folder's
-    image cache) that DeviceBatches serves, or, with --no-image-cache, an ImageFiles
-    dataset for a DataLoader."""
-    if args.data_root is None:
+class TrainingData(NamedTuple):
+    """The training images (an array N x C x H x W that DeviceBatches serves, or, with
+    --no-image-cache, an ImageFiles dataset for a DataLoader), each one's class (``None``
+    for unconditional training) and the class names."""
+
+    images: Any
+    labels: Optional[np.ndarray] = None
+    classes: Optional[List[str]] = None
+
+
+def embedded_data(args, cfg, say) -> TrainingData:
+    """The embedded faces, or for a conditional config the embedded digits and their classes."""
+    if args.labels is not None:
+        raise CliError("--labels names the classes of --data-root's images; give --data-root too")
+    if cfg.conditional:
+        images, labels = embedded_digits(cfg.image_size).tensors
+        images, labels = images[: args.max_images], labels[: args.max_images]
+        what = f"the embedded digits (scikit-learn's, {len(images)} images in 10 classes"
+    else:
         images = embedded_faces(cfg.image_size, max_images=args.max_images).tensors[0]
-        if cfg.image_channels != 1:  # grayscale faces, repeated into each channel
-            images = images.repeat(1, cfg.image_channels, 1, 1)
-        say(
-            f"No --data-root given: training on the embedded faces (scikit-image's LFW subset, "
-            f"{len(images) // 2} faces and their mirror images, grayscale {cfg.image_size}x{cfg.image_size})."
-        )
-        return images
+        labels = None
+        what = f"the embedded faces (scikit-image's LFW subset, {len(images) // 2} faces and their mirror images"
+    if cfg.image_channels != 1:  # grayscale, repeated into each channel
+        images = images.repeat(1, cfg.image_channels, 1, 1)
+    say(f"No --data-root given: training on {what}, grayscale {cfg.image_size}x{cfg.image_size}).")
+    return TrainingData(images, None if labels is None else labels.numpy(),
+                        [str(i) for i in range(10)] if cfg.conditional else None)
+
+
+def folder_files(args, cfg, say):
+    """The folder's image files, and for conditional training their classes and the class names."""
     try:
-        files = find_images(args.data_root)
+        if not (cfg.conditional or args.labels is not None):
+            files = find_images(args.data_root)
+            names = class_subfolders(args.data_root, files)
+            if names and len(names) > 1:
+                say(f"{args.data_root} has {len(names)} class subfolders; {args.config or default_config(args)} is "
+                    f"unconditional and trains on all their images as one (a conditional --config, or "
+                    f"--num-classes {len(names)}, trains with the classes).")
+            return files[: args.max_images], None, None
+        found = labelled_images(args.data_root, args.labels)
     except (FileNotFoundError, ValueError) as err:
         raise CliError(str(err)) from err
-    if args.max_images:
-        files = files[: args.max_images]
+    if found.unlabelled:
+        say(f"{len(found.unlabelled)} image(s) in {args.data_root} have no class in {args.labels} and are left out "
+            f"(first: {found.unlabelled[0]}).")
+    if found.missing:
+        say(f"{len(found.missing)} file(s) named in {args.labels} are not among the images (first: "
+            f"{found.missing[0]}).")
+    n = args.max_images
+    return found.files[:n], np.asarray(found.labels[:n], dtype=np.int64), found.classes
+
+
+def build_dataset(args, cfg, say=print, *, rank=0, distributed=False) -> TrainingData:
+    """The training images and, for a conditional config or --labels, their classes:
+    the embedded data, the folder's image cache, or (--no-image-cache) an ImageFiles
+    dataset."""
+    if args.data_root is None:
+        return embedded_data(args, cfg, say)
+    files, labels, classes = folder_files(args, cfg, say)
     crop = resolved_crop(args)
+    what = "" if classes is None else f" in {len(classes)} classes"
     if args.image_cache:
         # One process decodes; under torchrun the others wait, then read its cache.
         if distributed and rank != 0:
             torch.distributed.barrier()
         try:
             cache = build_image_cache(files, cfg.image_size, crop=crop, channels=cfg.image_channels,
-                                      cache_dir=args.cache_dir, workers=loader_workers(args), progress=rank == 0)
+                                      cache_dir=args.cache_dir, workers=loader_workers(args), progress=rank == 0,
+                                      labels=labels)
         except ValueError as err:
             raise CliError(str(err)) from err
         finally:
             if distributed and rank == 0:
                 torch.distributed.barrier()
-        say(f"Training on {len(cache)} images from {args.data_root} ({cfg.image_size}x{cfg.image_size}), "
+        say(f"Training on {len(cache)} images{what} from {args.data_root} ({cfg.image_size}x{cfg.image_size}), "
             + (f"decoded once in {cache.seconds:.0f} s" if cache.built else "decoded before")
             + f" into {cache.path}.")
         say_skipped(cache.skipped, cache.reasons, crop, say)
-        return cache.images
+        return TrainingData(cache.images, cache.labels, classes)
     transform = folder_transform(cfg.image_size, crop=crop, channels=cfg.image_channels)
     try:
-        dataset = ImageFiles(files, transform)
+        dataset = ImageFiles(files, transform, labels=labels)
     except ValueError as err:
         raise CliError(str(err)) from err
-    say(f"Training on {len(dataset)} images from {args.data_root} ({cfg.image_size}x{cfg.image_size}).")
+    say(f"Training on {len(dataset)} images{what} from {args.data_root} ({cfg.image_size}x{cfg.image_size}).")
     say_skipped(dataset.skipped, {}, crop, say)
-    return dataset
+    return TrainingData(dataset, None if labels is None else np.asarray(dataset.labels), classes)
+
+
+def with_classes(cfg, classes: List[str], given: Optional[int], config_name: str, say):
+    """``cfg`` with the data's classes: their number (a --num-classes that differs is
+    refused; a preset's that differs is said) and names."""
+    if given is not None and given != len(classes):
+        raise CliError(f"--num-classes {given}, but the data has {len(classes)} classes ({', '.join(classes[:5])}"
+                       f"{', ...' if len(classes) > 5 else ''}); drop --num-classes to take the data's")
+    if cfg.num_classes and cfg.num_classes != len(classes):
+        say(f"{config_name} has {cfg.num_classes} classes; the data has {len(classes)}, so it trains with "
+            f"{len(classes)}.")
+    return cfg.replace(num_classes=len(classes), class_names=tuple(classes))
 
 
 def loader_workers(args) -> int:
@@ -307,9 +377,10 @@ def resumed_config(args, out: Path, checkpoint_path: Path, checkpoint: dict, say
     except ValueError:  # written before checkpoints recorded their config
         say(f"{checkpoint_path} records no config; resuming with the preset's and the flags given.")
         return get_config(args.config or default_config(args), **given), {}
-    if args.config:
+    if args.config:  # field by field, but for the classes, which came from the data
         preset = get_config(args.config, **given)
-        given = {name: getattr(preset, name) for name in saved.to_dict()["fields"]}
+        given = {name: getattr(preset, name) for name in saved.to_dict()["fields"]
+                 if name in given or name not in ("num_classes", "class_names")}
     left = values_the_run_left(out)
     for name, value in list(given.items()):
         if value != getattr(saved, name) and value in left.get(name, ()):  # the run's own change stands
@@ -334,14 +405,16 @@ def resumed_seed(given, checkpoint: dict) -> int:
     return saved
 
 
-def data_source(args, cfg, dataset, world: int) -> dict:
+def data_source(args, cfg, training: TrainingData, world: int) -> dict:
     """What the run trains on, as its checkpoints record it: the folder (resolved) or the
-    embedded faces, the crop, the image size and channels, the number of images, and the
-    number of processes (which multiplies the batch)."""
-    return {"source": "embedded LFW faces" if args.data_root is None else "folder",
+    embedded data, the crop, the image size and channels, the number of images, the
+    classes (conditional runs), and the number of processes (which multiplies the batch)."""
+    embedded = "embedded digits" if training.classes is not None else "embedded LFW faces"
+    return {"source": embedded if args.data_root is None else "folder",
             "folder": None if args.data_root is None else str(args.data_root.expanduser().resolve()),
             "crop": None if args.data_root is None else resolved_crop(args),
-            "image_size": cfg.image_size, "channels": cfg.image_channels, "images": len(dataset), "processes": world}
+            "image_size": cfg.image_size, "channels": cfg.image_channels, "images": len(training.images),
+            "classes": training.classes, "processes": world}
 
 
 def check_same_data(recorded: dict, current: dict, allowed: bool, say) -> None:
@@ -393,10 +466,6 @@ def run(args) -> int:
         cfg = get_config(config_name, **config_overrides(args))
     except ValueError as err:
         raise CliError(str(err)) from err
-    if cfg.num_classes:
-        raise CliError(f"config {config_name} is class-conditional, and this example trains on "
-                       f"unlabelled images; pick an unconditional config (examples/compare_losses.py "
-                       f"--variants cond trains the conditional digits)")
     distributed = launched_by_torchrun()
     if distributed:
         rank, world, device = init_distributed(None if args.device == "auto" else
@@ -447,8 +516,16 @@ def train_into(out: Path, args, cfg, config_name: str, rank: int, world: int, de
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
 
-    dataset = build_dataset(args, cfg, say, rank=rank, distributed=distributed)
-    data = data_source(args, cfg, dataset, world)
+    training = build_dataset(args, cfg, say, rank=rank, distributed=distributed)
+    dataset = training.images
+    if training.classes is not None and checkpoint is None:  # a new run takes the data's classes
+        cfg = with_classes(cfg, training.classes, getattr(args, "num_classes", None), config_name, say)
+    elif training.classes is not None and list(cfg.class_names) != training.classes:
+        raise CliError(f"--resume: the run trained on {cfg.num_classes} classes ({', '.join(cfg.class_names[:5])}"
+                       f"{', ...' if cfg.num_classes > 5 else ''}), and this data has {len(training.classes)} "
+                       f"({', '.join(training.classes[:5])}{', ...' if len(training.classes) > 5 else ''}); resume "
+                       f"with the data it trained on")
+    data = data_source(args, cfg, training, world)
     if recorded_data is not None:
         check_same_data(recorded_data, data, args.allow_data_change, say)
     if cfg.batch_size * world > len(dataset):
@@ -456,7 +533,8 @@ def train_into(out: Path, args, cfg, config_name: str, rank: int, world: int, de
                        + (f" x {world} processes" if world > 1 else "")
                        + f" is larger than the dataset ({len(dataset)} images); pass a smaller --batch-size")
     if not isinstance(dataset, Dataset):
-        loader = DeviceBatches(dataset, cfg.batch_size, device=device, seed=args.seed, rank=rank, world=world)
+        loader = DeviceBatches(dataset, cfg.batch_size, device=device, seed=args.seed, rank=rank, world=world,
+                               labels=training.labels)
     else:
         common = dict(batch_size=cfg.batch_size, drop_last=True, num_workers=loader_workers(args),
                       pin_memory=device.type == "cuda")
@@ -477,20 +555,24 @@ def train_into(out: Path, args, cfg, config_name: str, rank: int, world: int, de
     cuda = cuda_settings(device, cudnn_benchmark=getattr(args, "cudnn_benchmark", None),
                          tf32=getattr(args, "tf32", None))
     extras += "".join(f", {name} {'on' if on else 'off'}" for name, on in cuda.items())
+    if cfg.conditional:
+        extras = f", {cfg.num_classes} classes" + extras
     say(f"Config {config_name}: loss {cfg.loss}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
         f"step_channels {cfg.step_channels}{extras}, device {device}. Output: {out}")
     # Fixed noise, the same on every resume, for comparable sample grids.
-    test_noise = torch.randn(cfg.sample_size, cfg.encoding_dims,
-                             generator=torch.Generator().manual_seed(args.seed + 1)).to(device)
+    test_noise = [torch.randn(cfg.sample_size, cfg.encoding_dims,
+                              generator=torch.Generator().manual_seed(args.seed + 1)).to(device)]
+    if cfg.conditional:  # classes 0, 1, ..., in turn
+        test_noise.append((torch.arange(cfg.sample_size) % cfg.num_classes).to(device))
     metrics = []
     if args.inception_weights is not None:
         if not args.inception_weights.is_file():
             raise CliError(f"--inception-weights: no file at {args.inception_weights}")
         reference = first_images(dataset, 1000)
         metrics.append(InceptionFID(reference, args.inception_weights, num_samples=min(len(dataset), 1000)))
-    trainer = make_trainer(cfg, out=out, device=device, distributed=distributed, test_noise=[test_noise],
+    trainer = make_trainer(cfg, out=out, device=device, distributed=distributed, test_noise=test_noise,
                            metrics=metrics or None)
-    AttentionLogger.attach(trainer, test_noise[:4])
+    AttentionLogger.attach(trainer, *(t[:4] for t in test_noise))
     if checkpoint is not None:
         trainer.load_model(str(checkpoint), trust_checkpoint=args.trust_checkpoint)
         if changes and rank == 0:
@@ -532,18 +614,20 @@ def train_into(out: Path, args, cfg, config_name: str, rank: int, world: int, de
     return 0
 
 
-def finish(trainer: Trainer, loader, out: Path, test_noise: torch.Tensor) -> None:
-    """Final pictures: real next to generated, and the attention maps."""
+def finish(trainer: Trainer, loader, out: Path, test_noise: List[torch.Tensor]) -> None:
+    """Final pictures: real next to generated, and the attention maps (``test_noise``:
+    the noise, and the classes for a conditional generator)."""
     from torchvision.utils import save_image
 
     generator = trainer.generator.eval()
-    real = next(iter(loader))[0][: len(test_noise)]
+    real = next(iter(loader))[0][: len(test_noise[0])]
     with torch.no_grad():
-        fake = generator(test_noise).cpu()
+        fake = generator(*test_noise).cpu()
     save_image(image_grid(fake), out / "samples" / "final.png")
     real_vs_fake_figure(real, fake[: len(real)], out / "real_vs_fake.png")
     if getattr(generator, "attn_resolutions", None):  # a generator of other network_params may have none
-        attention_figure(generator, test_noise[:4], out / "attention.png")
+        attention_figure(generator, test_noise[0][:4], out / "attention.png",
+                         labels=test_noise[1][:4] if len(test_noise) > 1 else None)
     memorization_check(generator, loader, out)
     print(f"Samples: {out / 'samples'}; comparison: {out / 'real_vs_fake.png'}; "
           f"attention: {out / 'attention.png'}; TensorBoard: tensorboard --logdir {out / 'logs'}")

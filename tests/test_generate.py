@@ -65,7 +65,7 @@ def test_conditional_runs_draw_one_class_per_row(tiny_conditional_run, tmp_path)
 
 @pytest.mark.parametrize("args, message", [
     (["--num", "0"], "--num must be at least 1, got 0"),
-    (["--classes", "3"], "--classes given, but this generator is unconditional"),
+    (["--classes", "3"], "--class given, but this generator is unconditional"),
     (["--interpolate", "1"], "--interpolate needs at least 2 steps"),
     (["--truncation", "-1"], "truncation must be a positive number"),
     (["--device", "cuda:9"] if not torch.cuda.is_available() else ["--device", "nonsense"], "--device"),
@@ -83,7 +83,7 @@ def test_missing_path_foreign_file_and_class_out_of_range(tiny_conditional_run, 
     assert command.main([str(tiny_conditional_run), "--classes", "10", "--out", str(tmp_path / "o")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert "does not exist" in lines[0] and "truncated or corrupt" in lines[1]
-    assert "--classes [10] out of range: this generator has classes 0 to 9" in lines[2]
+    assert "--class '10' is not a class of this generator: it has classes 0 to 9" in lines[2]
 
 
 def test_noise_truncation_and_slerp():

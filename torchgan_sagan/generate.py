@@ -3,6 +3,7 @@
     python -m torchgan_sagan.generate runs/sagan_faces_32                # 64 images, grid, interpolation, attention
     python -m torchgan_sagan.generate runs/sagan_faces_32 --num 1000 --truncation 1.0 --out new_faces
     python -m torchgan_sagan.generate runs/digits --classes 3 7 --per-class 10   # a conditional run
+    python -m torchgan_sagan.generate runs/pets --class cat --num 16             # a class by its name
     python -m torchgan_sagan.generate runs/new --beside runs/old          # two runs, same noise
 
 RUN is a run folder (its newest intact checkpoint) or a checkpoint file; the
@@ -14,6 +15,8 @@ moving average, when it has one). Everything is seeded (``--seed``) and goes to
 - ``interpolation.png`` and ``interpolation.gif``: spherical interpolations between
   seeded noise vectors (``--interpolate`` steps, ``--rows`` of them; 0: none);
 - ``classes.png`` (conditional runs): one row per class of ``--classes`` (default all);
+  a class is its index or its name (the run's class subfolder or label, as recorded in
+  its config), and ``--num`` images cycle through the classes given;
 - ``attention.png``: where four pixels of ``--attention`` samples attend (0: none);
 - ``beside.png`` with ``--beside OTHER_RUN ...``: the first 64 images of ``grid.png``
   and, beside them, what each other run's generator makes from the same noise (and
@@ -54,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interpolate", type=int, default=8, metavar="STEPS",
                    help="steps of each latent interpolation (0: none)")
     p.add_argument("--rows", type=int, default=4, help="interpolations to draw")
-    p.add_argument("--classes", type=int, nargs="+", help="conditional runs: the classes to draw "
-                   "(default: every class, up to 20 rows in classes.png)")
+    p.add_argument("--class", "--classes", dest="classes", nargs="+", metavar="NAME|INDEX",
+                   help="conditional runs: the classes to draw, by name (the run's class subfolders or labels) "
+                   "or index (default: every class, up to 20 rows in classes.png)")
     p.add_argument("--per-class", type=int, default=8, help="conditional runs: images per class in classes.png")
     p.add_argument("--attention", type=int, default=4, metavar="K", help="attention maps of K samples (0: none)")
     p.add_argument("--beside", type=Path, nargs="+", default=[], metavar="OTHER_RUN",
@@ -63,16 +67,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _class_labels(generator, classes: Optional[List[int]]) -> Optional[torch.Tensor]:
+def class_indices(generator, classes: Optional[List[str]]) -> Optional[torch.Tensor]:
+    """The class indices of ``classes`` (names, as the run's config records them, or
+    indices); every class up to 20 when ``None``; ``None`` for an unconditional generator."""
     if not generator.num_classes:
         if classes:
-            raise CommandError("--classes given, but this generator is unconditional")
+            raise CommandError("--class given, but this generator is unconditional")
         return None
-    classes = classes if classes else list(range(min(generator.num_classes, 20)))
-    bad = [c for c in classes if not 0 <= c < generator.num_classes]
-    if bad:
-        raise CommandError(f"--classes {bad} out of range: this generator has classes 0 to {generator.num_classes - 1}")
-    return torch.tensor(classes)
+    if not classes:
+        return torch.arange(min(generator.num_classes, 20))
+    names = list(getattr(getattr(generator, "config", None), "class_names", ()) or ())
+    found = []
+    for c in map(str, classes):
+        if c in names:
+            found.append(names.index(c))
+        elif c.lstrip("-").isdigit() and 0 <= int(c) < generator.num_classes:
+            found.append(int(c))
+        else:
+            known = (f"its classes are {', '.join(names[:10])}{', ...' if len(names) > 10 else ''} (or 0 to "
+                     f"{generator.num_classes - 1})") if names else f"it has classes 0 to {generator.num_classes - 1}"
+            raise CommandError(f"--class {c!r} is not a class of this generator: {known}")
+    return torch.tensor(found)
 
 
 def _beside_generator(other_run: Path, generator, args: argparse.Namespace, device):
@@ -108,7 +123,7 @@ def run(args: argparse.Namespace) -> None:
         raise CommandError("--interpolate needs at least 2 steps (or 0 for none)")
     device = parse_device(args.device)
     generator = load_generator(args.run, device=device, trust_checkpoint=args.trust_checkpoint)
-    classes = _class_labels(generator, args.classes)
+    classes = class_indices(generator, args.classes)
     others = [(other_run, _beside_generator(other_run, generator, args, device)) for other_run in args.beside]
     out = args.out or (args.run if args.run.is_dir() else args.run.parent) / "generated"
     (out / "images").mkdir(parents=True, exist_ok=True)

@@ -130,19 +130,19 @@ def test_images_come_out_as_a_person_sees_them(tmp_path):
 
 def test_files_pillow_cannot_decode_are_named_with_a_reason(tmp_path, monkeypatch):
     import wild_images
-    from torchgan_sagan.data import folders, image_cache
+    from torchgan_sagan.data import decoding, folders
 
     resize = folders.folder_resize(16, crop=None)
-    assert image_cache._decode(str(wild_images.bomb(tmp_path / "b.png")), resize) == \
+    assert decoding._decode(str(wild_images.bomb(tmp_path / "b.png")), resize) == \
         "cannot be decoded (DecompressionBombError)"
-    assert image_cache._decode(str(wild_images.truncated_png(tmp_path / "t.png")), resize) == \
+    assert decoding._decode(str(wild_images.truncated_png(tmp_path / "t.png")), resize) == \
         "cannot be decoded (OSError)"
 
     def broken_chunk(path):  # what Pillow raises for some PNGs cut at a chunk boundary
         raise SyntaxError("broken PNG file")
 
-    monkeypatch.setattr(image_cache, "open_image", broken_chunk)
-    assert image_cache._decode(str(tmp_path / "t.png"), resize) == "cannot be decoded (SyntaxError)"
+    monkeypatch.setattr(decoding, "open_image", broken_chunk)
+    assert decoding._decode(str(tmp_path / "t.png"), resize) == "cannot be decoded (SyntaxError)"
 
 
 def test_crops_are_celebas_for_celeba_a_square_elsewhere_and_never_padded(tmp_path):

@@ -102,7 +102,7 @@ def test_the_pinned_path_on_another_gpu_marks_each_copy_on_that_gpus_stream(monk
     _Event.made = []
     batches = DeviceBatches(_images(), 4, device="cuda:1", seed=0)
     assert not batches.on_device
-    monkeypatch.setattr(batches, "_labels", lambda: torch.zeros(4, dtype=torch.long))  # made on the GPU
+    monkeypatch.setattr(batches, "_labels", lambda index: torch.zeros(4, dtype=torch.long))  # made on the GPU
     seen = [i for images, _ in batches for i in _ids(images)]
     assert len(seen) == 20 and len(set(seen)) == 20  # every image once, through the two buffers
     assert copies == [(torch.device("cuda", 1), True)] * 5
@@ -113,3 +113,31 @@ def test_the_pinned_path_on_another_gpu_marks_each_copy_on_that_gpus_stream(monk
 def test_devices_other_than_cuda_take_the_images_whole():
     batches = DeviceBatches(_images(), 4, device="meta", gpu_share=0.0)
     assert batches.on_device and batches.images.device.type == "meta"
+
+
+def test_labels_follow_their_images_on_the_device_path_and_the_host_path(monkeypatch):
+    labels = np.arange(20) * 3 % 7  # image i is of class 3i mod 7
+    on_cpu = DeviceBatches(_images(), 4, seed=2, labels=labels)
+    for images, got in on_cpu:
+        assert got.tolist() == [3 * i % 7 for i in _ids(images)]
+    # The host path (CUDA with images too large for it) sorts each batch's indices to
+    # read the file in order: the labels must be gathered in that order too.
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (0, 0))
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: _Stream(device))
+    monkeypatch.setattr(torch.cuda, "Event", _Event)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self)
+    to = torch.Tensor.to
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: to(self, "cpu") if a and isinstance(a[0], (
+        str, torch.device)) and torch.device(a[0]).type == "cuda" else to(self, *a, **k))
+    host = DeviceBatches(_images(), 4, device="cuda:0", seed=2, labels=labels)
+    assert not host.on_device
+    batches = list(host)
+    for images, got in batches:
+        assert got.tolist() == [3 * i % 7 for i in _ids(images)]
+    assert sorted(i for images, _ in batches for i in _ids(images)) == sorted(i for images, _ in on_cpu
+                                                                            for i in _ids(images))
+
+
+def test_one_label_per_image():
+    with pytest.raises(ValueError, match="3 labels for 20 images: give one label per image"):
+        DeviceBatches(_images(), 4, labels=[0, 1, 2])

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from torchgan_sagan.data import ImageFiles, build_image_cache, folder_transform, to_unit_range
-from torchgan_sagan.data import image_cache as module
+from torchgan_sagan.data import decoding
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_cached_pixels_are_the_pil_paths_to_the_last_bit(jpegs, tmp_path, crop, 
 
 def test_a_second_start_reads_the_cache_and_decodes_nothing(jpegs, tmp_path, monkeypatch):
     first = build_image_cache(jpegs, 16, cache_dir=tmp_path, workers=1, progress=False)
-    monkeypatch.setattr(module, "_decode", lambda *a: pytest.fail("decoded again"))
+    monkeypatch.setattr(decoding, "_decode", lambda *a: pytest.fail("decoded again"))
     second = build_image_cache(jpegs, 16, cache_dir=tmp_path, workers=1, progress=False)
     assert not second.built and second.path == first.path
     assert np.array_equal(second.images, first.images)
@@ -80,12 +80,12 @@ def test_an_interrupted_build_leaves_no_cache_to_serve(jpegs, tmp_path, monkeypa
             raise KeyboardInterrupt  # as a kill mid-build
         return real(*args)
 
-    real = module._decode
-    monkeypatch.setattr(module, "_decode", decode_then_die)
+    real = decoding._decode
+    monkeypatch.setattr(decoding, "_decode", decode_then_die)
     with pytest.raises(KeyboardInterrupt):
         build_image_cache(jpegs, 16, cache_dir=tmp_path, workers=1, progress=False)
     assert not list(tmp_path.glob("*.npy")) and not list(tmp_path.glob(".tmp-*"))
-    monkeypatch.setattr(module, "_decode", real)
+    monkeypatch.setattr(decoding, "_decode", real)
     assert build_image_cache(jpegs, 16, cache_dir=tmp_path, workers=1, progress=False).built
 
 
@@ -113,8 +113,9 @@ def test_a_build_killed_half_way_leaves_nothing_behind_the_next_build(jpegs, tmp
     script = "\n".join([
         "import time",
         "from torchgan_sagan.data import image_cache",
-        "decode = image_cache._decode",
-        "image_cache._decode = lambda *a: (time.sleep(0.5), decode(*a))[1]",
+        "from torchgan_sagan.data import decoding",
+        "decode = decoding._decode",
+        "decoding._decode = lambda *a: (time.sleep(0.5), decode(*a))[1]",
         f"image_cache.build_image_cache({[str(p) for p in jpegs]!r}, 16, crop=None, cache_dir={str(cache)!r}, "
         "workers=1, progress=False)"])
     process = subprocess.Popen([sys.executable, "-c", script])

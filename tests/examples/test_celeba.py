@@ -183,7 +183,7 @@ def test_moving_average_and_diffaugment_switches(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--ema", "1.5"], "decay must be a number in [0, 1)"),
     (["--diffaugment", "flip"], "unknown DiffAugment transformation(s) ['flip']"),
-    (["--config", "sagan_cond_digits_32"], "is class-conditional, and this example trains on unlabelled images"),
+    (["--labels", "labels.csv"], "--labels names the classes of --data-root's images; give --data-root too"),
 ])
 def test_bad_switches(args, message, tmp_path, capsys):
     assert message in _main_error(capsys, *args, "--out", tmp_path / "o")

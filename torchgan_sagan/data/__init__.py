@@ -1,6 +1,7 @@
-"""Training data: a folder of images (``folders.py``), decoded once into a cache
-(``image_cache.py``) and served as batches on the training device
-(``device_batches.py``), and the real images that ship with packages
+"""Training data: a folder of images (``folders.py``) and its classes (``labels.py``:
+class subfolders or a labels file), decoded in parallel (``decoding.py``) once into a
+cache (``image_cache.py``) and served as batches with their labels on the training
+device (``device_batches.py``), and the real images that ship with packages
 (``embedded.py``)."""
 
 from .device_batches import DeviceBatches, to_unit_range

@@ -3,7 +3,8 @@
 :class:`DeviceBatches` stands where torchgan's ``Trainer`` expects a ``DataLoader``:
 it has a length (batches per epoch) and yields ``(images, labels)``. Its images come
 from a tensor or array N x C x H x W, uint8 (an image cache,
-:mod:`torchgan_sagan.data.image_cache`) or float in [-1, 1] (the embedded datasets).
+:mod:`torchgan_sagan.data.image_cache`) or float in [-1, 1] (the embedded datasets);
+the labels are each image's class (zeros when none are given), served beside them.
 
 - Where the images fit in ``gpu_share`` of the device's free memory (CelebA at 64x64 is
   2.5 GB of uint8), they are copied to the device once; each epoch's order is a seeded
@@ -52,13 +53,16 @@ class DeviceBatches:
         seed: the shuffle's seed; epoch ``e`` uses ``seed + e``.
         rank, world: this process's share under DDP.
         gpu_share: the most of the device's free memory the images may take there.
+        labels: each image's class index (N integers); ``None``: every label is 0.
     """
 
     def __init__(self, images: Union[np.ndarray, torch.Tensor], batch_size: int, *,
                  device: Union[str, torch.device] = "cpu", seed: int = 0, rank: int = 0, world: int = 1,
-                 gpu_share: float = 0.5) -> None:
+                 gpu_share: float = 0.5, labels: Union[np.ndarray, torch.Tensor, None] = None) -> None:
         if images.ndim != 4:
             raise ValueError(f"DeviceBatches needs images of shape (N, C, H, W), got {tuple(images.shape)}")
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"{len(labels)} labels for {len(images)} images: give one label per image")
         self.source = torch.from_numpy(np.asarray(images)) if isinstance(images, np.ndarray) else images
         self.batch_size = check_positive_int("batch_size", batch_size)
         if not 0 <= rank < world:
@@ -73,6 +77,8 @@ class DeviceBatches:
         # The host path is CUDA's (pinned buffers, CUDA events); other devices take the images.
         self.on_device = self.device.type != "cuda" or self._fits(gpu_share)
         self.images = self.source.to(self.device) if self.on_device else self.source
+        # Small (8 bytes an image): on the device whatever the path, gathered there.
+        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long).to(self.device)
         self._buffers = None  # the host path's two pinned buffers, each with its copy's event
         self._copies = 0
 
@@ -106,23 +112,25 @@ class DeviceBatches:
         order = order[self.rank::self.world][: len(self) * self.batch_size]
         return order.to(self.images.device)
 
-    def _labels(self) -> torch.Tensor:
-        return torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
+    def _labels(self, index: torch.Tensor) -> torch.Tensor:
+        if self.labels is None:
+            return torch.zeros(len(index), dtype=torch.long, device=self.device)
+        return self.labels[index.to(self.device, non_blocking=True)]
 
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         order = self._order()
         self.epoch += 1
         start, self._start = self._start, 0
-        labels = self._labels()
         for index in order.view(len(self), self.batch_size)[start:]:
-            yield self._batch(index), labels
+            if not self.on_device:  # sorted: the memory-mapped file is read in order
+                index = index.sort().values
+            yield self._batch(index), self._labels(index)
 
     def _batch(self, index: torch.Tensor) -> torch.Tensor:
         if self.on_device:
             return to_unit_range(self.images[index])
-        # Host path (CUDA, images too large for it): gather into a pinned buffer (sorted
-        # indices read the memory-mapped file in order), copy without blocking; wait only
-        # before reusing the buffer of two batches ago.
+        # Host path (CUDA, images too large for it): gather into a pinned buffer, copy
+        # without blocking; wait only before reusing the buffer of two batches ago.
         if self._buffers is None:
             shape = (self.batch_size, *self.source.shape[1:])
             self._buffers = [(torch.empty(shape, dtype=self.source.dtype).pin_memory(), None) for _ in range(2)]
@@ -131,7 +139,7 @@ class DeviceBatches:
         buffer, copied = self._buffers[slot]
         if copied is not None:
             copied.synchronize()
-        torch.index_select(self.source, 0, index.sort().values, out=buffer)
+        torch.index_select(self.source, 0, index, out=buffer)
         # The copy runs on the current stream of *its* device (cuda:1 may not be the
         # current device): the event that says it is done is recorded there.
         stream = torch.cuda.current_stream(self.device)

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "find_images", "folder_resize", "folder_transform", "open_image",
-           "default_crop", "TooSmallForCrop", "CELEBA_CROP", "SQUARE"]
+           "default_crop", "TooSmallForCrop", "CELEBA_CROP", "SQUARE", "image_root"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
 CELEBA_FOLDER = "img_align_celeba"
@@ -43,8 +43,7 @@ def find_images(root: str | os.PathLike) -> List[Path]:
         raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
     if not root.is_dir():
         raise ValueError(f"data root {str(root)!r} is a file; give the folder that holds the images")
-    if (root / CELEBA_FOLDER).is_dir():
-        root = root / CELEBA_FOLDER
+    root = image_root(root)
     files = sorted(
         p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
     )
@@ -53,6 +52,13 @@ def find_images(root: str | os.PathLike) -> List[Path]:
             f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {str(root)!r} or its subfolders"
         )
     return files
+
+
+def image_root(root: str | os.PathLike) -> Path:
+    """The folder whose images :func:`find_images` lists: ``root``, or CelebA's
+    ``img_align_celeba`` inside it."""
+    root = Path(root).expanduser()
+    return root / CELEBA_FOLDER if (root / CELEBA_FOLDER).is_dir() else root
 
 
 #: CelebA's crop of its 178x218 aligned faces (torchgan's SAGAN tutorial, and most ports).
@@ -136,7 +142,8 @@ def folder_transform(image_size: int, *, crop: Optional[Union[int, str]] = CELEB
 
 
 class ImageFiles(Dataset):
-    """Images read from files, for unconditional training (every label is 0).
+    """Images read from files, with their class labels (``labels``; without them every
+    label is 0, for unconditional training).
 
     Files that cannot be opened are dropped when the dataset is built and counted in
     ``skipped``. A file whose image data turns out to be corrupt when it is decoded is
@@ -146,15 +153,19 @@ class ImageFiles(Dataset):
         files: image paths, e.g. from :func:`find_images`.
         transform: maps a PIL image to a tensor (see :func:`folder_transform`).
         check: open every file's header up front to drop unreadable ones.
+        labels: each file's class index (see :mod:`torchgan_sagan.data.labels`).
     """
 
-    def __init__(self, files: Sequence[Path], transform: Callable, *, check: bool = True) -> None:
+    def __init__(self, files: Sequence[Path], transform: Callable, *, check: bool = True,
+                 labels: Optional[Sequence[int]] = None) -> None:
         from PIL import Image
 
+        if labels is not None and len(labels) != len(files):
+            raise ValueError(f"{len(labels)} labels for {len(files)} files: give one label per file")
         self.transform = transform
         self.skipped: List[Path] = []
-        kept = []
-        for path in files:
+        kept, kept_labels = [], []
+        for i, path in enumerate(files):
             if check:
                 try:
                     with Image.open(path) as im:
@@ -163,12 +174,14 @@ class ImageFiles(Dataset):
                     self.skipped.append(Path(path))
                     continue
             kept.append(Path(path))
+            kept_labels.append(0 if labels is None else int(labels[i]))
         if not kept:
             raise ValueError(
                 f"none of the {len(files)} image files could be read "
                 f"(first: {str(files[0])!r})" if files else "no image files given"
             )
         self.files = kept
+        self.labels = kept_labels
 
     def __len__(self) -> int:
         return len(self.files)
@@ -180,7 +193,7 @@ class ImageFiles(Dataset):
         for offset in range(len(self.files)):
             i = (index + offset) % len(self.files)
             try:
-                return self._load(i), 0
+                return self._load(i), self.labels[i]
             except Exception as err:  # noqa: BLE001 (any file Pillow cannot decode, or too small to crop)
                 warnings.warn(f"skipping image {str(self.files[i])!r}: {err}")
         raise ValueError("no image in the dataset could be decoded")

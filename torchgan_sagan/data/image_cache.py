@@ -3,11 +3,11 @@
 Decoding, cropping and resizing every JPEG with PIL in every epoch caps training at a
 few thousand images per second. :func:`build_image_cache` does that work once, in
 parallel and with a progress bar, and writes the result as a ``.npy`` file that is read
-back with memory mapping (no copy, no decoding). The file's name is a hash of what its
-contents depend on: each file's path, size and modification time, the image size, the
-crop and the channels. A changed folder or option therefore builds a new cache, and a
-stale one is never served. Files that cannot be decoded are skipped and named, as
-:class:`~torchgan_sagan.data.folders.ImageFiles` does.
+back with memory mapping (no copy, no decoding), with the images' class labels when
+given. The file's name is a hash of what its contents depend on: each file's path, size
+and modification time, the image size, the crop, the channels and the labels: a changed
+folder or option builds a new cache, a stale one is never served. Files that cannot be
+decoded are skipped and named, as :class:`~torchgan_sagan.data.folders.ImageFiles` does.
 
 The cache does not depend on where the folder lives (paths count relative to it), so a
 dataset staged to a job's scratch disk with its file times reuses it. Builds of one
@@ -16,10 +16,9 @@ for the first, then read its cache; a build killed half-way leaves a partial fil
 the next build removes. ``python -m torchgan_sagan.data.image_cache --list`` shows the
 caches, ``--prune`` removes those unused for 30 days (``--older-than DAYS``).
 
-The pixels are those of :func:`~torchgan_sagan.data.folders.folder_transform` before
-its conversion to float (its PIL steps, :func:`~torchgan_sagan.data.folders.folder_resize`): ``image.float() / 255`` then ``(x - 0.5) / 0.5`` gives the
-same tensor to the last bit (:mod:`torchgan_sagan.data.device_batches` does that on the
-training device).
+The pixels are those of :func:`~torchgan_sagan.data.folders.folder_resize` (the PIL
+steps of ``folder_transform``): ``image.float() / 255`` then ``(x - 0.5) / 0.5`` gives
+``folder_transform``'s tensor to the last bit (``device_batches`` does that on the device).
 """
 
 from __future__ import annotations
@@ -29,32 +28,32 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..checks import check_image_size
 from ..files import atomic_write, default_cache_dir, replace_durably
 from ..locks import acquire_lock, read_lock
-from .folders import TooSmallForCrop, folder_resize, open_image
+from .decoding import decode_all
 
 __all__ = ["ImageCache", "build_image_cache", "cache_key", "list_caches", "prune_caches", "CACHE_VERSION"]
 
 #: Bump when the decoding changes, so that caches of the old decoding are not used.
 #: 2: images as a person sees them (EXIF rotation, 16-bit scaled, transparency on white).
 CACHE_VERSION = 2
-#: Images each worker decodes per task.
-_CHUNK = 64
+#: The suffix of a cache's labels (``images-KEY.labels.npy``), when it has them.
+_LABELS = ".labels.npy"
 
 
 @dataclass
 class ImageCache:
     """The decoded images (``images``: a memory-mapped uint8 array N x C x H x W,
-    copy-on-write: writes stay in memory and never reach the file), the files that could not be decoded, where the array lives, and
-    whether this call built it (``built``) and in how many seconds."""
+    copy-on-write: writes stay in memory and never reach the file), the files that
+    could not be decoded, where the array lives, and whether this call built it
+    (``built``) and in how many seconds."""
 
     images: np.ndarray
     path: Path
@@ -63,6 +62,8 @@ class ImageCache:
     seconds: float = 0.0
     #: Why each skipped file was skipped (``str(path)`` -> reason).
     reasons: Dict[str, str] = field(default_factory=dict)
+    #: Each kept image's class index (int64, N), when the cache was built with labels.
+    labels: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -75,15 +76,18 @@ def _root(files: Sequence[str]) -> str:
 
 
 def cache_key(files: Sequence[Path], image_size: int, crop: Optional[int], channels: int, *,
-              root: Optional[str] = None) -> str:
+              root: Optional[str] = None, labels: Optional[Sequence[int]] = None) -> str:
     """A hash of what the cached pixels depend on: every file's path relative to the
     folder that holds them all, its size and modification time, the options, and
     :data:`CACHE_VERSION`. Where the folder lives does not count: a dataset copied to
     a job's scratch disk with its times (``cp -p``, ``rsync -a``) uses the same cache.
-    ``root``: that folder, where the caller has it already."""
+    ``root``: that folder, where the caller has it already; ``labels``: the files' classes,
+    which count too."""
     files = [os.fspath(f) for f in files]
     root = _root(files) if root is None else root
     digest = hashlib.sha256(json.dumps([CACHE_VERSION, image_size, crop or 0, channels]).encode())
+    if labels is not None:
+        digest.update(b"labels" + np.asarray(labels, dtype=np.int64).tobytes())
     for path in files:
         stat = os.stat(path)
         digest.update(f"{os.path.relpath(os.path.abspath(path), root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
@@ -114,64 +118,27 @@ def _being_built(folder: Path, name: str) -> bool:
     return bool(holder and holder["alive"])
 
 
-def _decode(path: str, resize: Callable) -> Union[np.ndarray, str]:
-    """One image (:func:`~torchgan_sagan.data.folders.open_image`) after ``resize``
-    (:func:`folder_resize`), as C x H x W uint8; or why it cannot be used."""
-    try:
-        pixels = np.asarray(resize(open_image(path)), dtype=np.uint8)
-    except TooSmallForCrop as err:
-        return str(err)
-    except Exception as err:  # noqa: BLE001 (Pillow's errors for undecodable files are of many kinds)
-        return f"cannot be decoded ({type(err).__name__})"
-    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-
-
-def _decode_chunk(args) -> List[Union[np.ndarray, str]]:
-    paths, image_size, crop, channels = args
-    resize = folder_resize(image_size, crop=crop, channels=channels)
-    return [_decode(p, resize) for p in paths]
-
-
-def _decoded(files: List[str], image_size: int, crop: Optional[int], channels: int, workers: int, progress: bool):
-    """Each file's pixels (or ``None``), in order, decoded by ``workers`` processes."""
-    from tqdm import tqdm
-
-    chunks = [(files[i:i + _CHUNK], image_size, crop, channels) for i in range(0, len(files), _CHUNK)]
-    # On stdout: a build that ends in an error leaves that error alone on stderr.
-    bar = tqdm(total=len(files), desc="decoding images once", unit="img", disable=not progress, file=sys.stdout)
-    try:
-        if workers <= 1:
-            results = map(_decode_chunk, chunks)
-            for chunk in results:
-                bar.update(len(chunk))
-                yield from chunk
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                for chunk in pool.map(_decode_chunk, chunks):
-                    bar.update(len(chunk))
-                    yield from chunk
-    finally:
-        bar.close()
-
-
 def build_image_cache(files: Sequence[os.PathLike], image_size: int, *, crop: Optional[int] = 160,
                       channels: int = 3, cache_dir: Optional[os.PathLike] = None, workers: Optional[int] = None,
-                      progress: bool = True) -> ImageCache:
+                      progress: bool = True, labels: Optional[Sequence[int]] = None) -> ImageCache:
     """The cache of ``files`` at ``image_size`` (center ``crop`` first; ``None`` or 0:
     none) in ``channels`` (1 or 3): read if it exists, else built with ``workers``
     processes (default: the CPUs) and written atomically to ``cache_dir`` (default:
-    ``$TORCHGAN_SAGAN_CACHE`` or ``~/.cache/torchgan_sagan``)."""
+    ``$TORCHGAN_SAGAN_CACHE`` or ``~/.cache/torchgan_sagan``). ``labels``: each file's
+    class index, stored with the images (``ImageCache.labels``: those of the kept ones)."""
     check_image_size("image_size", image_size)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     files = [os.fspath(f) for f in files]
     if not files:
         raise ValueError("no image files given")
+    if labels is not None and len(labels) != len(files):
+        raise ValueError(f"{len(labels)} labels for {len(files)} files: give one label per file")
     start = time.perf_counter()
     folder = _cache_folder(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     root = _root(files)
-    key = cache_key(files, image_size, crop, channels, root=root)
+    key = cache_key(files, image_size, crop, channels, root=root, labels=labels)
     path = folder / f"images-{key}.npy"
     found = _read(path, start)
     if found is not None:
@@ -184,7 +151,7 @@ def build_image_cache(files: Sequence[os.PathLike], image_size: int, *, crop: Op
         found = _read(path, start)
         if found is not None:
             return found
-        return _build(files, root, path, image_size, crop, channels, workers, progress, start)
+        return _build(files, root, path, image_size, crop, channels, workers, progress, start, labels)
 
 
 def _read(path: Path, start: float) -> Optional[ImageCache]:
@@ -200,12 +167,13 @@ def _read(path: Path, start: float) -> Optional[ImageCache]:
         os.utime(skipped_path)
     except OSError:
         pass
-    return ImageCache(images, path, [Path(p) for p, _ in entries], built=False, seconds=time.perf_counter() - start,
-                      reasons=dict(entries))
+    labels = np.load(path.with_suffix(_LABELS)) if path.with_suffix(_LABELS).is_file() else None
+    return ImageCache(images, path, [Path(p) for p, _ in entries], False, time.perf_counter() - start, dict(entries),
+                      labels)
 
 
 def _build(files: List[str], root: str, path: Path, image_size: int, crop, channels: int, workers: Optional[int],
-           progress: bool, start: float) -> ImageCache:
+           progress: bool, start: float, labels: Optional[Sequence[int]] = None) -> ImageCache:
     folder, skipped_path = path.parent, path.with_suffix(".skipped.json")
     workers = max(1, os.cpu_count() or 1) if workers is None else max(1, workers)
     # Decoded straight into a memory-mapped file beside the cache (not into memory:
@@ -214,14 +182,16 @@ def _build(files: List[str], root: str, path: Path, image_size: int, crop, chann
     pixels = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
                                        shape=(len(files), channels, image_size, image_size))
     try:
-        kept, skipped, reasons = 0, [], {}
-        for name, image in zip(files, _decoded(files, image_size, crop or None, channels, workers, progress)):
+        kept, skipped, reasons, kept_labels = 0, [], {}, []
+        for i, image in enumerate(decode_all(files, image_size, crop or None, channels, workers, progress)):
+            name = files[i]
             if isinstance(image, str):
                 skipped.append(Path(name))
                 reasons[name] = image
                 continue
-            pixels[kept] = image
-            kept += 1
+            pixels[kept], kept = image, kept + 1
+            kept_labels += [] if labels is None else [int(labels[i])]
+        kept_labels = None if labels is None else np.asarray(kept_labels, np.int64)
         if not kept:
             raise ValueError(f"none of the {len(files)} image files could be read (first: {files[0]!r}: "
                              f"{reasons[files[0]]})")
@@ -230,6 +200,8 @@ def _build(files: List[str], root: str, path: Path, image_size: int, crop, chann
                  "channels": channels, "version": CACHE_VERSION}
         atomic_write(path.with_suffix(".about.json"), lambda f: f.write(json.dumps(notes).encode()))
         atomic_write(skipped_path, lambda f: f.write(json.dumps([[str(p), reasons[str(p)]] for p in skipped]).encode()))
+        if kept_labels is not None:
+            atomic_write(path.with_suffix(_LABELS), lambda f: np.save(f, kept_labels, allow_pickle=False))
         if kept == len(files):
             pixels.flush()
             del pixels
@@ -239,8 +211,8 @@ def _build(files: List[str], root: str, path: Path, image_size: int, crop, chann
     finally:
         if partial.exists():
             os.remove(partial)
-    images = np.load(path, mmap_mode="c")
-    return ImageCache(images, path, skipped, built=True, seconds=time.perf_counter() - start, reasons=reasons)
+    return ImageCache(np.load(path, mmap_mode="c"), path, skipped, True, time.perf_counter() - start, reasons,
+                      kept_labels)
 
 
 def list_caches(cache_dir: Optional[os.PathLike] = None) -> List[dict]:
@@ -249,7 +221,7 @@ def list_caches(cache_dir: Optional[os.PathLike] = None) -> List[dict]:
     a build holds them now; and partial files left by killed builds."""
     folder = _cache_folder(cache_dir)
     found = []
-    for path in sorted(folder.glob("images-*.npy")):
+    for path in sorted(p for p in folder.glob("images-*.npy") if not p.name.endswith(_LABELS)):
         notes_path, skipped_path = path.with_suffix(".about.json"), path.with_suffix(".skipped.json")
         try:
             notes = json.loads(notes_path.read_text()) if notes_path.is_file() else {}
@@ -274,7 +246,7 @@ def prune_caches(cache_dir: Optional[os.PathLike] = None, *, older_than_days: fl
         if cache["in_use"] or (not cache.get("partial") and cache["days_unused"] < older_than_days):
             continue
         path = cache["path"]
-        for part in (path, path.with_suffix(".skipped.json"), path.with_suffix(".about.json")):
+        for part in (path, path.with_suffix(".skipped.json"), path.with_suffix(".about.json"), path.with_suffix(_LABELS)):
             try:
                 part.unlink()
                 removed.append(part)

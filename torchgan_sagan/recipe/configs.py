@@ -128,6 +128,8 @@ class SAGANConfig:
     label_type: str = option("generated", "G's label type when conditional: 'generated' (fakes of random "
                                           "classes) or 'required' (of the real batch's); D's is 'required'",
                              cli={"choices": ("generated", "required")})
+    class_names: Tuple[str, ...] = option((), "the classes' names in index order, when conditional (recorded from "
+                                              "the training data: its class subfolders or labels file)")
     loss: str = option("hinge", "the loss pair, by name (LOSSES)", cli={"choices": tuple(LOSSES)})
     g_lr: float = option(1e-4, "G's Adam learning rate")
     d_lr: float = option(4e-4, "D's Adam learning rate")
@@ -165,6 +167,10 @@ class SAGANConfig:
         check_classes("SAGANConfig", self.num_classes, None, "generated")
         if self.num_classes:
             check_choice("label_type", self.label_type, ("generated", "required"))
+        object.__setattr__(self, "class_names", tuple(str(name) for name in self.class_names))
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} names for num_classes {self.num_classes}: "
+                             f"give one name per class, or none")
         for name in ("g_lr", "d_lr"):
             check_positive_float(name, getattr(self, name))
         object.__setattr__(self, "betas", check_betas(self.betas))
