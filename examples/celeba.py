@@ -14,7 +14,7 @@ ship with scikit-image (grayscale, 32x32, with their mirror images), so it runs 
 without a download. Everything goes to ``--out``: a sample grid per epoch from fixed noise
 (``samples/``), checkpoints (``checkpoints/``, written atomically), the config
 (``config.json``), TensorBoard logs (``logs/``, ``tensorboard --logdir OUT/logs``: losses,
-samples, attention maps and gains, and Inception FID with ``--inception-weights``),
+samples, attention maps and gains, and Inception FID-1k with ``--inception-weights``),
 torchgan's epoch summaries (``train.log``; ``--verbose`` prints them instead of the
 progress bar), and at the end ``real_vs_fake.png``, ``attention.png`` and a memorization
 check (each sample's nearest training image, ``nearest.png``). Afterwards,
@@ -80,6 +80,7 @@ from torchgan_sagan.data import (
 )
 from torchgan_sagan.data.labels import class_subfolders, labelled_images
 from torchgan_sagan.metrics import InceptionFID, generate, memorization_report
+from torchgan_sagan.metrics.inception import inception_weights
 from torchgan_sagan.recipe.cli import CommandError as CliError
 from torchgan_sagan.recipe.cli import OneLineErrors, add_config_flags, config_overrides, crop_value, parse_device
 from torchgan_sagan.trainer.checkpoints import (UnreadableCheckpointError, UntrustedCheckpointError, find_checkpoints,
@@ -167,8 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cuDNN autotuning (on with CUDA unless turned off)")
     p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                    help="TF32 matrix products and convolutions (on with CUDA unless turned off)")
-    p.add_argument("--inception-weights", type=Path, metavar="FILE", help="torch-fidelity's Inception weights "
-                   "file: Inception FID against the training images after every epoch (TensorBoard)")
+    p.add_argument("--inception-weights", nargs="?", const=True, type=Path, metavar="FILE",
+                   help="Inception FID-1k against the training images after every epoch (TensorBoard tag "
+                   "Metrics/FID-1k_Inception-v3), with torch-fidelity's weights from FILE, or without FILE the "
+                   "package's cached copy (fetched once)")
     add_config_flags(p, exclude=EXCLUDED_FIELDS)
     return p
 
@@ -566,10 +569,13 @@ def train_into(out: Path, args, cfg, config_name: str, rank: int, world: int, de
         test_noise.append((torch.arange(cfg.sample_size) % cfg.num_classes).to(device))
     metrics = []
     if args.inception_weights is not None:
-        if not args.inception_weights.is_file():
-            raise CliError(f"--inception-weights: no file at {args.inception_weights}")
+        try:
+            weights = inception_weights(None if args.inception_weights is True else args.inception_weights)
+        except FileNotFoundError as err:
+            raise CliError(f"--inception-weights: {err}") from err
         reference = first_images(dataset, 1000)
-        metrics.append(InceptionFID(reference, args.inception_weights, num_samples=min(len(dataset), 1000)))
+        metrics.append(InceptionFID(reference, weights, num_samples=min(len(dataset), 1000)))
+        say(f"After every epoch: {metrics[-1].tag} against {len(reference)} training images (TensorBoard).")
     trainer = make_trainer(cfg, out=out, device=device, distributed=distributed, test_noise=test_noise,
                            metrics=metrics or None)
     AttentionLogger.attach(trainer, *(t[:4] for t in test_noise))

@@ -146,18 +146,31 @@ def tiny_conditional_run(tmp_path_factory):
     return _tiny_run(tmp_path_factory.mktemp("cond_run"), "sagan_cond_digits_32", ema_decay=0.5)
 
 
-@pytest.fixture
-def inception_weights(tmp_path, monkeypatch):
+@pytest.fixture(autouse=True)
+def _no_downloads(monkeypatch):
+    """No test reaches the internet through torch.hub: a download from anywhere but a
+    file:// address fails as it does without a connection (tests that fetch point the
+    Inception address at the stand-in file)."""
+    import urllib.error
+
+    fetch = torch.hub.download_url_to_file
+
+    def offline(url, *args, **kwargs):
+        if not str(url).startswith("file:"):
+            raise urllib.error.URLError(f"no network in the tests ({url})")
+        return fetch(url, *args, **kwargs)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+
+
+@pytest.fixture(scope="session")
+def inception_weights(tmp_path_factory):
     """A weights file with torch-fidelity's Inception structure and random values
-    (the real one cannot be downloaded here)."""
-    fe = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
-    with monkeypatch.context() as m:
-        m.setattr(fe.torch, "load", lambda *args, **kwargs: {})
-        m.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
-        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="-")
-    path = tmp_path / "inception.pth"
-    torch.save(net.state_dict(), path)
-    return path
+    (the real one cannot be fetched here; see tests/standin_inception.py)."""
+    pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    from standin_inception import write_standin_weights
+
+    return write_standin_weights(tmp_path_factory.mktemp("inception") / "inception.pth")
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,25 @@
 """Score a trained run against real images: ``python -m torchgan_sagan.evaluate RUN --real DATA``.
 
+    python -m torchgan_sagan.evaluate runs/celeba --real ~/data/celeba     # FID-50k, KID, IS, precision/recall
+    python -m torchgan_sagan.evaluate runs/celeba --real ~/data/celeba --num-samples 10000 --inception-weights FILE
     python -m torchgan_sagan.evaluate runs/digits --real digits            # digit-classifier FID/KID, coverage
-    python -m torchgan_sagan.evaluate runs/sagan_faces_32 --real faces     # memorization check (FID needs weights)
-    python -m torchgan_sagan.evaluate runs/celeba --real ~/data/celeba --inception-weights pt_inception.pth
+    python -m torchgan_sagan.evaluate runs/sagan_faces_32 --real faces --no-inception   # memorization only
 
 ``--real`` is ``digits`` (scikit-learn's, embedded), ``faces`` (scikit-image's LFW
-faces, embedded) or a folder of images. Scores, on ``--num`` seeded samples:
+faces, embedded) or a folder of images. Scores, on ``--num-samples`` seeded samples
+(default 50,000, the papers' protocol: FID-50k):
 
-- FID and KID: in the digit classifier's features for ``digits``; otherwise the
-  standard Inception ones, from the torch-fidelity weights file given with
-  ``--inception-weights`` (nothing is downloaded; without the file they are skipped);
-- class coverage (and class accuracy for a conditional generator) for ``digits``;
-- the memorization check: each sample's nearest real image in pixel space, against
-  the real images' distances to each other (:mod:`torchgan_sagan.metrics.memorization`).
+- for ``faces`` and folders, the standard scores in Inception-v3 features
+  (:mod:`torchgan_sagan.metrics.standard`, torch-fidelity's code): FID, KID, Inception
+  Score and precision/recall, against up to ``--max-real`` real images whose features
+  are computed once and cached. The weights are torch-fidelity's, fetched once into the
+  package's cache folder, or ``--inception-weights FILE``; without either and without
+  a connection, the error names the file and its address. ``--no-inception`` skips them;
+- for ``digits``, FID and KID in the digit classifier's features, class coverage (and
+  class accuracy for a conditional generator, per class by the run's class names);
+- the memorization check on the first 1,000 samples: each one's nearest real image in
+  pixel space, against the real images' distances to each other
+  (:mod:`torchgan_sagan.metrics.memorization`).
 
 Writes ``--out`` (default ``RUN/evaluation.json``) and ``evaluation_nearest.png`` beside it
 (samples over their nearest real images), and prints a short table.
@@ -31,7 +38,8 @@ from torchvision.utils import save_image
 
 from .recipe.cli import CommandError, command_parser, crop_value, parse_device, require_at_least, run_command
 from .data import ImageFiles, default_crop, embedded_digits, embedded_faces, find_images, folder_transform
-from .metrics.inception import inception_fid, inception_kid
+from .metrics.inception import inception_weights
+from .metrics.standard import protocol_name, standard_scores
 from .metrics.memorization import match_training_images, memorization_report
 from .metrics.scores import digit_classifier, digit_scores
 from .trainer.run_folder import load_generator
@@ -43,15 +51,23 @@ __all__ = ["build_parser", "real_images", "evaluate_generator", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     p = command_parser("evaluate", "Score a trained torchgan_sagan run against real images.",
-                       "results file (default: RUN/evaluation.json)", samples=(1000, "generated samples to score"),
-                       seed=12345)
+                       "results file (default: RUN/evaluation.json)",
+                       samples=(PAPERS_SAMPLES, "generated samples to score (50,000: the papers' FID-50k)"), seed=12345)
     p.add_argument("--real", required=True, help="digits, faces, or a folder of images")
     p.add_argument("--max-real", type=int, default=5000, help="real images to read from a folder at most")
     p.add_argument("--crop", type=crop_value, help="center crop of folder images before resizing: pixels, 'square' "
                    "or 0 (none); default: 160 for CelebA's img_align_celeba, 'square' for other folders")
     p.add_argument("--inception-weights", type=Path, metavar="FILE", help="torch-fidelity's Inception weights "
-                   "file, for standard FID/KID")
+                   "file (default: the package's cached copy, fetched once)")
+    p.add_argument("--no-inception", action="store_true", help="skip the Inception scores (FID, KID, IS, "
+                   "precision/recall) of faces and folders")
     return p
+
+
+#: Samples of the papers' protocol (FID-50k: SAGAN's 18.65 on ImageNet 128, StudioGAN's tables).
+PAPERS_SAMPLES = 50_000
+#: Samples the memorization check compares with the real images.
+MEMORIZATION_SAMPLES = 1000
 
 
 def real_images(name: str, generator, *, max_real: int = 5000, crop: Optional[Union[int, str]] = None):
@@ -85,9 +101,10 @@ def real_images(name: str, generator, *, max_real: int = 5000, crop: Optional[Un
 
 def evaluate_generator(generator, real: torch.Tensor, labels: Optional[torch.Tensor], *, kind: str,
                        num_samples: int, seed: int, inception_weights: Optional[Path] = None,
-                       device=None, batch_size: int = 250) -> Tuple[Dict, torch.Tensor]:
+                       device=None, batch_size: int = 250, cache_dir: Optional[Path] = None) -> Tuple[Dict, torch.Tensor]:
     """The scores of :mod:`torchgan_sagan.evaluate` for ``generator`` against ``real``
-    (``kind``: ``"digits"`` or anything else), and the generated samples they scored."""
+    (``kind``: ``"digits"`` or anything else; ``inception_weights``: the file for the
+    standard scores, ``None`` to skip them), and the generated samples they scored."""
     fake = generate(generator, num_samples, seed=seed, device=device, batch_size=batch_size,
                     progress=num_samples > batch_size)
     result: Dict = {"samples": num_samples, "real_images": len(real)}
@@ -96,29 +113,37 @@ def evaluate_generator(generator, real: torch.Tensor, labels: Optional[torch.Ten
         result["features"] = f"digit classifier (test accuracy {classifier.test_accuracy:.4f})"
         result.update(digit_scores(fake, real, labels, classifier, sample_labels(generator, num_samples)))
     elif inception_weights is not None:
-        result["features"] = f"Inception-v3 ({inception_weights})"
-        result["fid"] = inception_fid(real, fake, inception_weights)
-        result["kid"] = inception_kid(real, fake, inception_weights)
+        result["features"] = f"Inception-v3 ({inception_weights}), torch-fidelity"
+        result.update(standard_scores(fake, real, weights_path=inception_weights, device=device,
+                                      cache_dir=cache_dir, progress=True))
     else:
         result["features"] = None
-    result["memorization"] = memorization_report(fake, real)
+    result["memorization"] = memorization_report(fake[:MEMORIZATION_SAMPLES], real)
     return result, fake
 
 
 def _table(result: Dict) -> str:
-    rows = [("samples / real images", f"{result['samples']} / {result['real_images']}")]
+    n = result["samples"]
+    protocol = "the papers' protocol" if n == PAPERS_SAMPLES else f"papers use {PAPERS_SAMPLES:,}: --num-samples"
+    rows = [("samples / real images", f"{n:,} / {result['real_images']:,} ({protocol})")]
     if result.get("fid") is not None:
-        rows += [("FID", f"{result['fid']:.3f}"),
-                 ("KID", f"{result['kid']['mean']:.4f} ± {result['kid']['std']:.4f}"),
-                 ("features", result["features"])]
+        rows += [(protocol_name("FID", n), f"{result['fid']:.3f}"),
+                 ("KID", f"{result['kid']['mean']:.4f} ± {result['kid']['std']:.4f}")]
+        if "inception_score" in result:
+            rows += [("Inception Score", f"{result['inception_score']['mean']:.3f} ± "
+                                         f"{result['inception_score']['std']:.3f}"),
+                     ("precision / recall", f"{result['precision']:.3f} / {result['recall']:.3f}"),
+                     ("real features", "from the cache" if result["reference_cached"] else "computed, now cached")]
+        rows.append(("features", result["features"]))
     else:
-        rows.append(("FID / KID", "skipped: pass --inception-weights FILE (torch-fidelity's Inception weights)"))
+        rows.append(("Inception scores", "skipped (--no-inception)"))
     if "classes_hit" in result:
         rows += [("classes hit", str(result["classes_hit"])), ("KL(generated || real)", f"{result['kl']:.3f}")]
     if "class_accuracy" in result:
         rows.append(("class accuracy", f"{result['class_accuracy']:.3f}"))
     m = result["memorization"]
-    rows += [("nearest real image, samples (median)", f"{m['sample_to_train']['median']:.3f}"),
+    rows += [("memorization check", f"the first {min(n, MEMORIZATION_SAMPLES):,} samples"),
+             ("nearest real image, samples (median)", f"{m['sample_to_train']['median']:.3f}"),
              ("nearest other real image, real (median)", f"{m['train_to_train']['median']:.3f}"),
              ("ratio (≈1 or more: new images; ≪1: copies)", f"{m['median_ratio']:.2f}"),
              ("near copies", f"{100 * m['near_copies']:.1f}% of samples"),
@@ -130,15 +155,19 @@ def _table(result: Dict) -> str:
 
 def run(args: argparse.Namespace) -> Dict:
     require_at_least(args, 1, "num", "max_real", "batch_size")
-    if args.inception_weights is not None and not args.inception_weights.is_file():
-        raise CommandError(f"--inception-weights: no file at {args.inception_weights}")
+    if args.num < 2:
+        raise CommandError("--num-samples must be at least 2 (the scores compare samples with each other)")
+    if args.real not in ("digits", "faces") and not Path(args.real).expanduser().exists():
+        raise CommandError(f"--real {args.real!r} is neither digits, faces nor an existing folder")
+    weights = None
+    if args.real != "digits" and not args.no_inception:  # before any work: a missing file is said at once
+        weights = inception_weights(args.inception_weights)
     device = parse_device(args.device)
     generator = load_generator(args.run, device=device, trust_checkpoint=args.trust_checkpoint)
     real, labels = real_images(args.real, generator, max_real=args.max_real, crop=args.crop)
     kind = "digits" if args.real == "digits" else "images"
     result, fake = evaluate_generator(generator, real, labels, kind=kind, num_samples=args.num, seed=args.seed,
-                                      inception_weights=args.inception_weights, device=device,
-                                      batch_size=args.batch_size)
+                                      inception_weights=weights, device=device, batch_size=args.batch_size)
     out = args.out or (args.run if args.run.is_dir() else args.run.parent) / "evaluation.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     nearest = out.with_name(f"{out.stem}_nearest.png")  # RUN/nearest.png is the training's own

@@ -84,9 +84,14 @@ def test_metrics_run_inside_the_trainer(digits, digit_classifier, tmp_path):
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images[:32], labels[:32]), batch_size=16)
     trainer(loader)
     logs = trainer.logger.get_metric_viz().logs
-    assert len(logs["FID"]) == 1 and logs["FID"][0] > 0
-    assert logs["KID"][0] == metrics[1].history[0]["mean"]
-    assert logs["ClassCoverage"][0] == metrics[2].history[0]["kl"]
+    # Tags that say what each number is, in how many samples (TensorBoard: Metrics/<tag>).
+    assert set(logs) == {"FD-100_digit_classifier", "KID-100_digit_classifier", "class_KL-100_digit_classifier"}
+    assert len(logs["FD-100_digit_classifier"]) == 1 and logs["FD-100_digit_classifier"][0] > 0
+    assert logs["KID-100_digit_classifier"][0] == metrics[1].history[0]["mean"]
+    assert logs["class_KL-100_digit_classifier"][0] == metrics[2].history[0]["kl"]
+    trainer.logger.close()
+    events = list((tmp_path / "logs").glob("events.out.tfevents.*"))
+    assert any(b"Metrics/FD-100_digit_classifier" in e.read_bytes() for e in events)
     assert 1 <= metrics[2].history[0]["classes_hit"] <= 10
 
 
@@ -104,8 +109,8 @@ def test_checkpoints_hold_no_reference_images_and_a_resume_keeps_the_history(dig
                                                                          num_samples=50)])
     trainer(loader)
     assert sum(seen) == 300 + 50
-    saved = load_checkpoint(tmp_path / "checkpoints" / "gan0.model")["metric_objects"]["FID"]
-    assert saved.reference is None and saved.classifier is None and saved.history == trainer.metrics["FID"].history
+    saved = load_checkpoint(tmp_path / "checkpoints" / "gan0.model")["metric_objects"]["FD-50_digit_classifier"]
+    assert saved.reference is None and saved.classifier is None and saved.history == trainer.metrics["FD-50_digit_classifier"].history
     assert not any(isinstance(v, (torch.Tensor, torch.nn.Module)) for v in vars(saved).values())
     with pytest.raises(ValueError, match="holds no reference images"):
         saved.score(torch.zeros(2, 1, 32, 32))
@@ -115,7 +120,7 @@ def test_checkpoints_hold_no_reference_images_and_a_resume_keeps_the_history(dig
     resumed.load_model(str(tmp_path / "checkpoints" / "gan0.model"))
     seen.clear()
     resumed(loader)
-    history = resumed.metrics["FID"].history
+    history = resumed.metrics["FD-50_digit_classifier"].history
     assert len(history) == 3 and history[0] == saved.history[0]
     assert sum(seen) == 300 + 2 * 50  # the real images' features once in the run, then only the samples'
 
@@ -152,7 +157,7 @@ def test_inception_fid_metric_in_the_trainer(tmp_path, inception_weights, digits
     metric = InceptionFID(images[:8], weights, feature=64, num_samples=8)
     trainer = make_trainer(cfg, out=tmp_path, device="cpu", metrics=[metric])
     trainer(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images[:16], labels[:16]), batch_size=8))
-    assert trainer.logger.get_metric_viz().logs["InceptionFID"] == metric.history
+    assert trainer.logger.get_metric_viz().logs["FID-8_Inception-v3"] == metric.history
     assert metric.history[0] > 0
     with pytest.raises(FileNotFoundError, match="no Inception weights"):
         InceptionFID(images[:8], tmp_path / "missing.pth")

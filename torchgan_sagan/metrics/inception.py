@@ -1,8 +1,14 @@
-"""Standard FID and KID: Inception-v3 features from a weights file the user supplies.
+"""The Inception-v3 network of standard FID, KID and IS, and its weights file.
 
-torchmetrics would download the Inception weights; nothing here does. The file is
-torch-fidelity's ``pt_inception-2015-12-05-6726825d.pth`` (fetch it once on a
-connected machine). Images in [-1, 1], grayscale or RGB, any size.
+The network is torch-fidelity's port of the TensorFlow Inception that FID was defined
+with (also what torchmetrics runs). Its weights, torch-fidelity's
+:data:`INCEPTION_FILE`, are fetched once from :data:`INCEPTION_URL` into the package's
+cache folder (``$TORCHGAN_SAGAN_CACHE/inception/``) by :func:`inception_weights`, or
+read from a file given; without a connection, the error names the file and the
+address to fetch it from. :func:`inception_fid` and :func:`inception_kid` score with
+torchmetrics; :mod:`torchgan_sagan.metrics.standard` has the full set (FID, KID, IS,
+precision/recall) with torch-fidelity's own code. Images in [-1, 1], grayscale or RGB,
+any size.
 """
 
 from __future__ import annotations
@@ -10,30 +16,86 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
+from ..files import default_cache_dir
 from .sampling import chunks
 
-__all__ = ["inception_features", "as_rgb_bytes", "kid_scorer", "inception_fid", "inception_kid"]
+__all__ = ["inception_features", "as_rgb_bytes", "kid_scorer", "inception_fid", "inception_kid",
+           "inception_weights", "InceptionWeightsMissing", "INCEPTION_FILE", "INCEPTION_URL"]
+
+#: torch-fidelity's Inception-v3 weights (the TensorFlow FID network's, 2015-12-05).
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+#: Where torch-fidelity publishes them.
+INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
 
 
-def inception_features(weights_path: os.PathLike, feature: int = 2048) -> torch.nn.Module:
-    """torchmetrics' Inception-v3 feature extractor with the weights of ``weights_path``;
-    ``feature`` picks the layer (64, 192, 768 or the 2048-d pool, the standard one)."""
-    path = Path(weights_path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no Inception weights at {str(path)!r}: download torch-fidelity's "
-            f"pt_inception-2015-12-05-6726825d.pth on a connected machine and pass its path"
-        )
-    try:
-        from torchmetrics.image.fid import NoTrainInceptionV3
-    except ModuleNotFoundError as err:
-        raise ImportError("Inception features need torch-fidelity: python -m pip install torch-fidelity") from err
-    return NoTrainInceptionV3(name="inception-v3-compat", features_list=[str(feature)],
-                              feature_extractor_weights_path=str(path))
+class InceptionWeightsMissing(FileNotFoundError):
+    """The Inception weights are neither given, nor cached, nor could be fetched."""
+
+
+def inception_weights(path: Optional[os.PathLike] = None, *, fetch: bool = True,
+                      cache_dir: Optional[os.PathLike] = None) -> Path:
+    """The Inception weights file: ``path`` when given (it must exist); else the one in
+    ``cache_dir`` (default: the package's cache folder, under ``inception/``), fetched
+    there from :data:`INCEPTION_URL` the first time (``fetch``), written atomically.
+    Raises :class:`InceptionWeightsMissing` (a ``FileNotFoundError``) naming the file and
+    the address when there is none and it cannot be fetched."""
+    if path is not None:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise InceptionWeightsMissing(f"no Inception weights at {str(path)!r}: fetch {INCEPTION_URL} on a "
+                                          f"connected machine and give its path")
+        return path
+    cached = (Path(cache_dir) if cache_dir is not None else default_cache_dir() / "inception") / INCEPTION_FILE
+    if cached.is_file():
+        return cached
+    how = f"download {INCEPTION_URL} on a connected machine and put it at {cached}, or pass --inception-weights FILE"
+    if not fetch:
+        raise InceptionWeightsMissing(f"no Inception weights at {cached}: {how}")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    try:  # torch.hub writes a temporary file beside it and renames it when complete
+        torch.hub.download_url_to_file(INCEPTION_URL, str(cached), progress=True)
+    except (OSError, ValueError) as err:  # URLError is an OSError; no connection, a proxy, a 404
+        reason = getattr(err, "reason", None) or err
+        raise InceptionWeightsMissing(f"no Inception weights at {cached}, and fetching them from {INCEPTION_URL} "
+                                      f"failed ({reason}): {how}") from None
+    return cached
+
+
+class _Inception(torch.nn.Module):
+    """torch-fidelity's Inception-v3 giving one layer's features, as torchmetrics takes a
+    feature network (``num_features``). torchmetrics' own wrapper of it resizes images
+    of other sizes than 299 otherwise (its features differed by up to 20% at 48x48), so
+    its FID was not torch-fidelity's; this one is."""
+
+    def __init__(self, path: Path, feature: int) -> None:
+        super().__init__()
+        try:
+            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        except ModuleNotFoundError as err:
+            raise ImportError("Inception features need torch-fidelity: python -m pip install torch-fidelity") from err
+        self.net = FeatureExtractorInceptionV3("inception-v3-compat", [str(feature)],
+                                               feature_extractor_weights_path=str(path)).eval()
+        self.num_features = feature
+
+    def train(self, mode: bool = True) -> "_Inception":
+        return super().train(False)  # always in eval mode (BatchNorm statistics fixed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[0].to(torch.float32)
+
+
+def inception_features(weights_path: Optional[os.PathLike] = None, feature: int = 2048) -> torch.nn.Module:
+    """torch-fidelity's Inception-v3 as torchmetrics' feature network, with the weights
+    of ``weights_path`` (default: the cached copy, see :func:`inception_weights`);
+    ``feature`` picks the layer (64, 192, 768 or the 2048-d pool, the standard one).
+    It takes uint8 RGB images of any size (:func:`as_rgb_bytes`)."""
+    if str(feature) not in ("64", "192", "768", "2048"):
+        raise ValueError(f"feature must be 64, 192, 768 or 2048 (the pool, the standard one), got {feature}")
+    return _Inception(inception_weights(weights_path), int(feature))
 
 
 def as_rgb_bytes(x: torch.Tensor) -> torch.Tensor:

@@ -183,6 +183,16 @@ class _GeneratorMetric(EvaluationMetric):
         self.seed = seed
         self.history: list = []
 
+    #: What the number is and in which features, in the TensorBoard tag (``FID-1k_Inception-v3``).
+    measure, features = "score", "digit_classifier"
+
+    @property
+    def tag(self) -> str:
+        """The metric's TensorBoard tag: what it measures and in how many samples."""
+        from .standard import protocol_name
+
+        return f"{protocol_name(self.measure, self.num_samples)}_{self.features}"
+
     def __getstate__(self) -> dict:
         return {k: (None if k in self._not_saved else v) for k, v in self.__dict__.items()}
 
@@ -229,7 +239,10 @@ class _ClassifierMetric(_GeneratorMetric):
 
 
 class FID(_ClassifierMetric):
-    """Classifier-feature FID of the generator against real images (``reference``)."""
+    """Classifier-feature FID of the generator against real images (``reference``): a
+    Fréchet distance in the digit classifier's features, logged as ``FD-1k_digit_classifier``."""
+
+    measure = "FD"
 
     def make_scorer(self):
         from torchmetrics.image.fid import FrechetInceptionDistance
@@ -245,6 +258,7 @@ class KID(_ClassifierMetric):
     Trainer logs the mean over subsets."""
 
     logged_key = "mean"
+    measure = "KID"
 
     def make_scorer(self):
         size = min(500, len(self.reference), self.num_samples)
@@ -260,6 +274,7 @@ class ClassCoverage(_ClassifierMetric):
     Trainer logs the KL, ``history`` keeps every result."""
 
     logged_key = "kl"
+    measure = "class_KL"
 
     def score(self, fake: torch.Tensor) -> Dict:
         return class_coverage(fake, self.classifier.to(fake.device), self.reference.to(fake.device))
@@ -268,7 +283,9 @@ class ClassCoverage(_ClassifierMetric):
 class InceptionFID(_GeneratorMetric):
     """Standard Inception FID of the generator against real images (``reference``), with
     the Inception weights read from ``weights_path`` (see :func:`inception_fid`); the
-    network is built once, on the training device."""
+    network is built once, on the training device. Logged as ``FID-1k_Inception-v3``."""
+
+    measure, features = "FID", "Inception-v3"
 
     def __init__(self, reference: torch.Tensor, weights_path: os.PathLike, *, feature: int = 2048,
                  num_samples: int = 1000, seed: int = 0) -> None:

@@ -162,7 +162,8 @@ def command_parser(command: str, description: str, out_help: str, *,
                    samples: Optional[Tuple[int, str]] = None, seed: int = 0) -> argparse.ArgumentParser:
     """The parser of ``python -m torchgan_sagan.<command>`` with what every command on a
     trained run takes (the run, ``--out``, ``--device``, ``--trust-checkpoint``) and,
-    given ``samples`` (default count, help), ``--num``, ``--seed`` and ``--batch-size``."""
+    given ``samples`` (default count, help), ``--num`` (or ``--num-samples``), ``--seed`` and
+    ``--batch-size``."""
     parser = OneLineErrors(prog=f"python -m torchgan_sagan.{command}", description=description)
     parser.add_argument("run", type=Path, help="a run folder (its newest intact checkpoint) or a checkpoint file")
     parser.add_argument("--out", type=Path, help=out_help)
@@ -170,7 +171,7 @@ def command_parser(command: str, description: str, out_help: str, *,
     parser.add_argument("--trust-checkpoint", action="store_true", help="load a checkpoint that holds objects "
                         "outside the allowlist (this runs their code: only for files you trust)")
     if samples is not None:
-        parser.add_argument("--num", type=int, default=samples[0], help=samples[1])
+        parser.add_argument("--num", "--num-samples", dest="num", type=int, default=samples[0], help=samples[1])
         parser.add_argument("--seed", type=int, default=seed)
         parser.add_argument("--batch-size", type=int, default=250, help="images generated at once")
     return parser

@@ -154,9 +154,10 @@ def _load_model(self, load_path="", load_items=None, *, trust_checkpoint=False):
 def _take_metric_history(current, saved) -> None:
     """The trainer keeps its own metric objects (built with this launch's data: a
     checkpoint of this package holds none); each takes the ``history`` of its namesake
-    in the checkpoint."""
+    in the checkpoint (by tag, or by class name as checkpoints before tags have it)."""
+    saved = saved or {}
     for name, metric in (current or {}).items():
-        history = getattr((saved or {}).get(name), "history", None)
+        history = getattr(saved.get(name, saved.get(type(metric).__name__)), "history", None)
         if history is not None and hasattr(metric, "history"):
             metric.history = list(history)
 

@@ -98,11 +98,26 @@ def make_trainer(
     params = network_params or fused_adam(cfg.network_params(), on_cuda)
     trainer = trainer_class(params, losses or cfg.losses(), metrics_list=metrics,
                             device=None if device is None else torch.device(device), **kwargs)
+    tag_metrics(trainer)
     if network_params is None:
         trainer.sagan_config = cfg.to_dict()
         if out is not None and getattr(trainer, "rank", 0) == 0:
             write_config(cfg, out)
     return trainer
+
+
+def tag_metrics(trainer: Trainer) -> None:
+    """Log each metric under its ``tag`` (what it measures, in how many samples:
+    ``Metrics/FID-1k_Inception-v3``), where torchgan would use its class name."""
+    if not trainer.metrics:
+        return
+    logs = trainer.logger.get_metric_viz().logs
+    for name in list(trainer.metrics):
+        tag = getattr(trainer.metrics[name], "tag", name)
+        if tag != name:
+            trainer.metrics[tag] = trainer.metrics.pop(name)
+            trainer.metric_arg_maps[tag] = trainer.metric_arg_maps.pop(name)
+            logs[tag] = logs.pop(name)
 
 
 def fused_adam(network_params: dict, on_cuda: bool) -> dict:

@@ -1,0 +1,51 @@
+"""The standard scores against torch-fidelity's own pipeline (images read from files)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.utils import save_image
+
+from torchgan_sagan.metrics.inception import inception_fid
+from torchgan_sagan.metrics.standard import protocol_name, standard_scores
+
+pytestmark = pytest.mark.slow
+
+
+def _smooth(n: int, contrast: float, seed: int) -> torch.Tensor:
+    """n RGB images 48x48 in [-1, 1] (another size than Inception's 299: the resize is
+    where implementations differ), upsampled from 6x6 noise."""
+    coarse = torch.rand(n, 3, 6, 6, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    return (F.interpolate(coarse, size=(48, 48), mode="bilinear") * contrast).clamp(-1, 1)
+
+
+def test_scores_equal_torch_fidelitys_from_the_same_images_saved_as_files(tmp_path, inception_weights):
+    torch_fidelity = pytest.importorskip("torch_fidelity")
+    real, fake = _smooth(24, 1.0, 0), _smooth(24, 0.6, 1)
+    for name, images in (("real", real), ("fake", fake)):
+        (tmp_path / name).mkdir()
+        for i, image in enumerate(images):
+            save_image((image + 1) / 2, tmp_path / name / f"{i:03d}.png")
+    ours = standard_scores(fake, real, weights_path=inception_weights, cache_dir=tmp_path / "cache")
+    theirs = torch_fidelity.calculate_metrics(
+        input1=str(tmp_path / "fake"), input2=str(tmp_path / "real"), cuda=False, fid=True, kid=True, isc=True,
+        prc=True, feature_extractor="inception-v3-compat", feature_layer_prc="2048",
+        feature_extractor_weights_path=str(inception_weights), kid_subset_size=24, verbose=False)
+    assert ours["fid"] > 1  # the two sets differ: the comparison is not of zeros
+    assert ours["fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-3)
+    assert ours["kid"]["mean"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-3)
+    assert ours["inception_score"]["mean"] == pytest.approx(theirs["inception_score_mean"], rel=1e-3)
+    assert (ours["precision"], ours["recall"]) == pytest.approx((theirs["precision"], theirs["recall"]), abs=1e-6)
+    # The per-epoch metric's FID (torchmetrics, same network) agrees too.
+    assert inception_fid(real, fake, inception_weights) == pytest.approx(ours["fid"], rel=1e-3)
+
+
+def test_protocol_names():
+    assert [protocol_name("FID", n) for n in (50_000, 1000, 1500)] == ["FID-50k", "FID-1k", "FID-1500"]
+
+
+def test_the_weights_come_from_torch_fidelitys_own_address():
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    from torchgan_sagan.metrics import inception
+
+    assert inception.INCEPTION_URL == URL_INCEPTION_V3 and URL_INCEPTION_V3.endswith(inception.INCEPTION_FILE)

@@ -1,0 +1,129 @@
+"""The scores papers print: FID, KID, Inception Score and precision/recall in the
+standard Inception-v3 features, computed by torch-fidelity's own code.
+
+One pass of torch-fidelity's Inception (:mod:`torchgan_sagan.metrics.inception` gets its
+weights) gives each image's 2048-d pool features (FID, KID, precision/recall) and its
+logits (IS); torch-fidelity's functions turn them into the scores, with its defaults
+(KID: 100 subsets of up to 1,000; IS: 10 splits; precision/recall: 3 nearest
+neighbours, Kynkäänniemi et al. 2019). Images go in as uint8 RGB at their own size,
+and the network resizes them to 299x299 as TensorFlow 1 did, so the numbers are those
+torch-fidelity computes from the same images saved as PNG files (a test holds them to
+1e-3). The real images' features are computed once and cached, keyed by their pixels
+and the weights (:func:`reference_features`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..files import atomic_write, default_cache_dir
+from .inception import as_rgb_bytes, inception_weights
+from .sampling import chunks
+
+__all__ = ["inception_extractor", "image_features", "reference_features", "standard_scores", "protocol_name"]
+
+#: The extractor's outputs: pool features, and logits without the bias (as IS uses them).
+POOL, LOGITS = "2048", "logits_unbiased"
+
+
+def inception_extractor(weights_path: Optional[os.PathLike] = None, device="cpu") -> torch.nn.Module:
+    """torch-fidelity's Inception-v3 with the weights of ``weights_path`` (default: the
+    package's cached copy, fetched once; see :func:`inception_weights`), on ``device``,
+    giving pool features and logits."""
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    except ModuleNotFoundError as err:
+        raise ImportError("standard scores need torch-fidelity: python -m pip install torch-fidelity") from err
+    net = FeatureExtractorInceptionV3("inception-v3-compat", [POOL, LOGITS],
+                                      feature_extractor_weights_path=str(inception_weights(weights_path)))
+    net.weights_path = Path(inception_weights(weights_path))
+    return net.to(device).eval()
+
+
+@torch.no_grad()
+def image_features(images: torch.Tensor, extractor: torch.nn.Module, *, batch_size: int = 100,
+                   progress: bool = False, what: str = "images") -> Dict[str, torch.Tensor]:
+    """``{POOL: N x 2048, LOGITS: N x 1008}`` (float32, CPU) of images in [-1, 1]."""
+    device = next(extractor.parameters()).device
+    batches = chunks(images, batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, total=-(-len(images) // batch_size), desc=f"Inception features of {what}",
+                       unit="batch")
+    pools, logits = [], []
+    for batch in batches:
+        pool, logit = extractor(as_rgb_bytes(batch).to(device))
+        pools.append(pool.cpu())
+        logits.append(logit.cpu())
+    return {POOL: torch.cat(pools), LOGITS: torch.cat(logits)}
+
+
+def _weights_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def reference_features(real: torch.Tensor, extractor: torch.nn.Module, *, cache_dir: Optional[os.PathLike] = None,
+                       batch_size: int = 100, progress: bool = False) -> Tuple[torch.Tensor, bool]:
+    """The pool features of the real images, and whether they came from the cache
+    (``cache_dir``, default: the package's, under ``reference/``). The key is a hash of
+    the pixels the network sees and of the weights file, so a changed folder, size, crop
+    or network never reuses them."""
+    digest = hashlib.sha256(_weights_digest(extractor.weights_path).encode())
+    for batch in chunks(real, 1000):
+        digest.update(as_rgb_bytes(batch).numpy().tobytes())
+    digest.update(str(tuple(real.shape)).encode())
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "reference"
+    path = folder / f"inception-pool-{digest.hexdigest()[:24]}.npy"
+    if path.is_file():
+        return torch.from_numpy(np.load(path)), True
+    features = image_features(real, extractor, batch_size=batch_size, progress=progress, what="real images")[POOL]
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: np.save(f, features.numpy(), allow_pickle=False))
+    return features, False
+
+
+def protocol_name(metric: str, num_samples: int) -> str:
+    """``FID-50k``, ``FID-1k``, ``FID-1500``: the score and the samples it was given."""
+    return f"{metric}-{num_samples // 1000}k" if num_samples % 1000 == 0 else f"{metric}-{num_samples}"
+
+
+def standard_scores(fake: torch.Tensor, real: torch.Tensor, *, weights_path: Optional[os.PathLike] = None,
+                    device="cpu", batch_size: int = 100, cache_dir: Optional[os.PathLike] = None,
+                    progress: bool = False, seed: int = 2020) -> Dict:
+    """FID, KID (``{"mean", "std"}``), IS (``{"mean", "std"}``), precision and recall of
+    ``fake`` against ``real`` (both in [-1, 1], any size), by torch-fidelity's functions
+    on Inception features; ``reference_cached`` says whether the real features were read
+    from the cache. ``seed``: of KID's subsets and IS's shuffle (torch-fidelity's 2020)."""
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_isc import isc_features_to_metric
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    extractor = inception_extractor(weights_path, device)
+    real_pool, cached = reference_features(real, extractor, cache_dir=cache_dir, batch_size=batch_size,
+                                           progress=progress)
+    fake_features = image_features(fake, extractor, batch_size=batch_size, progress=progress, what="samples")
+    fake_pool = fake_features[POOL]
+    fid = fid_statistics_to_metric(fid_features_to_statistics(fake_pool), fid_features_to_statistics(real_pool),
+                                   verbose=False)[KEY_METRIC_FID]
+    kid = kid_features_to_metric(fake_pool, real_pool, kid_subset_size=min(1000, len(fake_pool), len(real_pool)),
+                                 rng_seed=seed, verbose=False)
+    isc = isc_features_to_metric(fake_features[LOGITS], splits=10, shuffle=True, rng_seed=seed)
+    prc = prc_features_to_metric(fake_pool, real_pool, verbose=False)
+    return {"fid": float(fid),
+            "kid": {"mean": float(kid["kernel_inception_distance_mean"]),
+                    "std": float(kid["kernel_inception_distance_std"])},
+            "inception_score": {"mean": float(isc["inception_score_mean"]), "std": float(isc["inception_score_std"])},
+            "precision": float(prc["precision"]), "recall": float(prc["recall"]),
+            "reference_cached": cached, "weights": str(extractor.weights_path)}
