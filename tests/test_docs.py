@@ -37,3 +37,40 @@ def test_every_linked_file_exists():
 
 def test_readme_is_short():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 180
+
+
+#: Folders of this repository that docs name files in.
+_REPO_FOLDERS = ("docs/", "tests/", "examples/", "benchmarks/", "torchgan_sagan/", ".ci/")
+
+
+def _named_paths(text: str):
+    """Paths of the repository named in backticks: `tests/test_docs.py`,
+    `examples/celeba.py --epochs 5` (the first word), `tests/x.py::test_y` (the file)."""
+    for span in re.findall(r"`([^`\n]+)`", text):
+        word = span.split()[0] if span.split() else ""
+        word = word.split("::")[0].rstrip(".,:;)")
+        if word.startswith(_REPO_FOLDERS) and not any(c in word for c in "*<>{}$~"):
+            yield word
+
+
+def test_every_path_named_in_backticks_exists():
+    """A file or folder the docs name in backticks (a test, a script, a picture) is
+    there: moved tests and renamed scripts leave no stale names behind."""
+    missing = []
+    pages = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), ROOT / "benchmarks" / "RESULTS.md"]
+    for page in pages:
+        for path in _named_paths(page.read_text()):
+            if not ((ROOT / path).exists() or (page.parent / path).exists()):
+                missing.append(f"{page.relative_to(ROOT)}: {path}")
+    assert not missing, missing
+
+
+def test_the_path_check_sees_what_it_should():
+    text = "run `tests/test_docs.py::test_x`, `examples/celeba.py --epochs 2`, `docs/nowhere.md`, `RUN/x.png`"
+    assert list(_named_paths(text)) == ["tests/test_docs.py", "examples/celeba.py", "docs/nowhere.md"]
+
+
+def test_the_package_has_its_license():
+    text = (ROOT / "LICENSE").read_text()
+    setup = (ROOT / "setup.cfg").read_text()
+    assert text.startswith("MIT License") and "license = MIT" in setup and "license_files = LICENSE" in setup
