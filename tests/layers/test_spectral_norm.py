@@ -260,3 +260,20 @@ def test_the_batched_power_iteration_and_sigma_use_no_product_tf32_would_round(t
     with Ops() as seen:
         normalized_weights(convs)
     assert seen.names and not seen.names & _TF32_PRODUCTS, sorted(seen.names)
+
+
+@pytest.mark.slow
+def test_compiled_nets_train_through_torchgans_d_step(tmp_path):
+    """compile=True: the D step reads D's weights inside parametrize.cached() (two calls
+    of D); while compiling, the batched path must leave the weights to torch's own
+    reads. Before it did, Dynamo failed on the cache lookup (InternalTorchDynamoError)."""
+    from torchgan_sagan import get_config, make_trainer
+    from torchgan_sagan.trainer.trainer import train_step
+
+    cfg = get_config("sagan_tutorial_64", step_channels=8, compile="eager", image_size=32, g_attn_resolutions=(16,),
+                     d_attn_resolutions=(8,))
+    trainer = make_trainer(cfg, device="cpu", out=tmp_path)
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    for _ in range(2):
+        train_step(trainer, images)
+    assert trainer.loss_information["generator_iters"] == 2

@@ -103,6 +103,8 @@ def normalized_weights(modules: Sequence[nn.Module]) -> List[torch.Tensor]:
     iteration: D on real, then on fake images) the batch's weights go into that cache,
     under the key ``module.weight`` reads them by, and later calls take them from there.
     """
+    if torch.compiler.is_compiling():  # torch's own reads (and cache), which compiling traces
+        return [m.weight for m in modules]
     cache = parametrize._cache if parametrize._cache_enabled else None
     if cache is not None:
         cached = [cache.get((id(m), "weight")) for m in modules]
