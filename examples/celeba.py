@@ -71,13 +71,13 @@ from torchgan_sagan.data import (
     DeviceBatches,
     ImageFiles,
     build_image_cache,
-    default_crop,
     embedded_digits,
     embedded_faces,
     find_images,
     folder_transform,
     to_unit_range,
 )
+from torchgan_sagan.data.folders import resolve_crop
 from torchgan_sagan.data.labels import class_subfolders, labelled_images
 from torchgan_sagan.metrics import InceptionFID, generate, memorization_report
 from torchgan_sagan.metrics.inception import inception_weights
@@ -107,7 +107,7 @@ EXCLUDED_FIELDS = {
 
 def resolved_crop(args):
     """The crop asked for, or the folder's default (CelebA's 160, else the largest square)."""
-    return default_crop(args.data_root) if args.crop is None else (args.crop or None)
+    return resolve_crop(args.data_root, args.crop)
 
 
 def say_skipped(skipped, reasons, crop, say) -> None:
@@ -276,12 +276,17 @@ def build_dataset(args, cfg, say=print, *, rank=0, distributed=False) -> Trainin
     return TrainingData(dataset, None if labels is None else np.asarray(dataset.labels), classes)
 
 
+def first_names(classes, shown: int = 5) -> str:
+    """The first ``shown`` class names, for a message."""
+    return ", ".join(classes[:shown]) + (", ..." if len(classes) > shown else "")
+
+
 def with_classes(cfg, classes: List[str], given: Optional[int], config_name: str, say):
     """``cfg`` with the data's classes: their number (a --num-classes that differs is
     refused; a preset's that differs is said) and names."""
     if given is not None and given != len(classes):
-        raise CliError(f"--num-classes {given}, but the data has {len(classes)} classes ({', '.join(classes[:5])}"
-                       f"{', ...' if len(classes) > 5 else ''}); drop --num-classes to take the data's")
+        raise CliError(f"--num-classes {given}, but the data has {len(classes)} classes ({first_names(classes)}); "
+                       f"drop --num-classes to take the data's")
     if cfg.num_classes and cfg.num_classes != len(classes):
         say(f"{config_name} has {cfg.num_classes} classes; the data has {len(classes)}, so it trains with "
             f"{len(classes)}.")
@@ -524,9 +529,8 @@ def train_into(out: Path, args, cfg, config_name: str, rank: int, world: int, de
     if training.classes is not None and checkpoint is None:  # a new run takes the data's classes
         cfg = with_classes(cfg, training.classes, getattr(args, "num_classes", None), config_name, say)
     elif training.classes is not None and list(cfg.class_names) != training.classes:
-        raise CliError(f"--resume: the run trained on {cfg.num_classes} classes ({', '.join(cfg.class_names[:5])}"
-                       f"{', ...' if cfg.num_classes > 5 else ''}), and this data has {len(training.classes)} "
-                       f"({', '.join(training.classes[:5])}{', ...' if len(training.classes) > 5 else ''}); resume "
+        raise CliError(f"--resume: the run trained on {cfg.num_classes} classes ({first_names(cfg.class_names)}), "
+                       f"and this data has {len(training.classes)} ({first_names(training.classes)}); resume "
                        f"with the data it trained on")
     data = data_source(args, cfg, training, world)
     if recorded_data is not None:

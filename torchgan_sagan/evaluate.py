@@ -37,7 +37,8 @@ import torch
 from torchvision.utils import save_image
 
 from .recipe.cli import CommandError, command_parser, crop_value, parse_device, require_at_least, run_command
-from .data import ImageFiles, default_crop, embedded_digits, embedded_faces, find_images, folder_transform
+from .data import ImageFiles, embedded_digits, embedded_faces, find_images, folder_transform
+from .data.folders import resolve_crop
 from .metrics.inception import inception_weights
 from .metrics.standard import protocol_name, standard_scores
 from .metrics.memorization import match_training_images, memorization_report
@@ -70,6 +71,14 @@ PAPERS_SAMPLES = 50_000
 MEMORIZATION_SAMPLES = 1000
 
 
+def real_folder(name: str) -> Path:
+    """``--real``'s folder; a one-line error when it is neither embedded data nor a folder."""
+    folder = Path(name).expanduser()
+    if not folder.exists():
+        raise CommandError(f"--real {name!r} is neither digits, faces nor an existing folder")
+    return folder
+
+
 def real_images(name: str, generator, *, max_real: int = 5000, crop: Optional[Union[int, str]] = None):
     """``(images, labels)`` of ``digits``, ``faces`` or a folder, at the generator's size
     and channels; labels are ``None`` except for the digits. ``crop``: as ``--crop``;
@@ -81,19 +90,17 @@ def real_images(name: str, generator, *, max_real: int = 5000, crop: Optional[Un
     if name == "faces":
         images, _ = embedded_faces(size, flips=False).tensors
         return match_training_images(images, torch.empty(1, channels, size, size)), None
-    folder = Path(name).expanduser()
-    if not folder.exists():
-        raise CommandError(f"--real {name!r} is neither digits, faces nor an existing folder")
+    folder = real_folder(name)
     files = find_images(folder)[:max_real]
-    crop = default_crop(folder) if crop is None else crop
-    dataset = ImageFiles(files, folder_transform(size, crop=crop or None, channels=channels))
+    crop = resolve_crop(folder, crop)
+    dataset = ImageFiles(files, folder_transform(size, crop=crop, channels=channels))
     from tqdm import tqdm
 
     bar = tqdm(range(len(dataset)), desc="reading", unit="image")
     try:
         return torch.stack([dataset[i][0] for i in bar]), None
     except ValueError as err:  # every image failed: undecodable, or smaller than the crop
-        raise CommandError(f"{err} from {folder} with --crop {crop}: pass a smaller --crop, --crop square or "
+        raise CommandError(f"{err} from {folder} with --crop {crop or 0}: pass a smaller --crop, --crop square or "
                            f"--crop 0") from None
     finally:
         bar.close()  # before the error is said
@@ -157,8 +164,8 @@ def run(args: argparse.Namespace) -> Dict:
     require_at_least(args, 1, "num", "max_real", "batch_size")
     if args.num < 2:
         raise CommandError("--num-samples must be at least 2 (the scores compare samples with each other)")
-    if args.real not in ("digits", "faces") and not Path(args.real).expanduser().exists():
-        raise CommandError(f"--real {args.real!r} is neither digits, faces nor an existing folder")
+    if args.real not in ("digits", "faces"):
+        real_folder(args.real)  # checked before the weights are fetched
     weights = None
     if args.real != "digits" and not args.no_inception:  # before any work: a missing file is said at once
         weights = inception_weights(args.inception_weights)

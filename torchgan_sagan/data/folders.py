@@ -24,7 +24,8 @@ import torch
 from torch.utils.data import Dataset
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "find_images", "folder_resize", "folder_transform", "open_image",
-           "default_crop", "TooSmallForCrop", "CELEBA_CROP", "SQUARE", "image_root"]
+           "default_crop", "resolve_crop", "TooSmallForCrop", "CELEBA_CROP", "SQUARE",
+           "image_root"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
 CELEBA_FOLDER = "img_align_celeba"
@@ -76,6 +77,12 @@ def default_crop(root: str | os.PathLike) -> Union[int, str]:
     it), the largest center square (:data:`SQUARE`) for any other folder."""
     root = Path(root)
     return CELEBA_CROP if root.name == CELEBA_FOLDER or (root / CELEBA_FOLDER).is_dir() else SQUARE
+
+
+def resolve_crop(root: str | os.PathLike, crop: Optional[Union[int, str]]) -> Optional[Union[int, str]]:
+    """The crop to use for ``root``'s images given ``--crop``'s value: ``None`` (not
+    given) is the folder's :func:`default_crop`, 0 is none (``None``)."""
+    return default_crop(root) if crop is None else (crop or None)
 
 
 def open_image(path: str | os.PathLike):

@@ -30,6 +30,7 @@ from ..files import register_checkpoint_class
 from .classifier import DigitClassifier, digit_classifier
 from .inception import as_rgb_bytes, inception_features, kid_scorer
 from .sampling import chunks, generate, sample_labels
+from .standard import protocol_name
 
 __all__ = ["fid", "kid", "class_coverage", "class_accuracy", "digit_scores", "evaluate", "diversity",
            "mean_std", "FID", "KID", "ClassCoverage", "InceptionFID"]
@@ -189,8 +190,6 @@ class _GeneratorMetric(EvaluationMetric):
     @property
     def tag(self) -> str:
         """The metric's TensorBoard tag: what it measures and in how many samples."""
-        from .standard import protocol_name
-
         return f"{protocol_name(self.measure, self.num_samples)}_{self.features}"
 
     def __getstate__(self) -> dict:

@@ -40,9 +40,9 @@ def inception_extractor(weights_path: Optional[os.PathLike] = None, device="cpu"
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     except ModuleNotFoundError as err:
         raise ImportError("standard scores need torch-fidelity: python -m pip install torch-fidelity") from err
-    net = FeatureExtractorInceptionV3("inception-v3-compat", [POOL, LOGITS],
-                                      feature_extractor_weights_path=str(inception_weights(weights_path)))
-    net.weights_path = Path(inception_weights(weights_path))
+    path = inception_weights(weights_path)
+    net = FeatureExtractorInceptionV3("inception-v3-compat", [POOL, LOGITS], feature_extractor_weights_path=str(path))
+    net.weights_path = path
     return net.to(device).eval()
 
 
