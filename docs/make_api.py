@@ -46,6 +46,7 @@ MODULES = [
     "torchgan_sagan.metrics.scores",
     "torchgan_sagan.metrics.inception",
     "torchgan_sagan.metrics.standard",
+    "torchgan_sagan.metrics.coverage",
     "torchgan_sagan.metrics.memorization",
     "torchgan_sagan.visualize",
     "torchgan_sagan.recipe.configs",

@@ -77,7 +77,7 @@ from torchgan_sagan.data import (
     folder_transform,
     to_unit_range,
 )
-from torchgan_sagan.data.folders import resolve_crop
+from torchgan_sagan.data.folders import evenly_spaced, resolve_crop
 from torchgan_sagan.data.labels import class_subfolders, labelled_images
 from torchgan_sagan.metrics import InceptionFID, generate, memorization_report
 from torchgan_sagan.metrics.inception import inception_weights
@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=crop_value, help="center crop before resizing folder images: a size in "
                    "pixels, 'square' (the largest square), 0 (none); default: 160 for CelebA's img_align_celeba, "
                    "'square' for other folders")
-    p.add_argument("--max-images", type=int, help="use only the first N images (smoke runs)")
+    p.add_argument("--max-images", type=int, help="use only N images (smoke runs): the first N, "
+                   "or for classes N spread evenly over them")
     p.add_argument("--seed", type=int, help="seed of the weights, the noise and the data order (default 0; "
                    "a resumed run keeps its own)")
     p.add_argument("--num-workers", type=int, help="processes that decode the folder's images into "
@@ -235,8 +236,8 @@ def folder_files(args, cfg, say):
     if found.missing:
         say(f"{len(found.missing)} file(s) named in {args.labels} are not among the images (first: "
             f"{found.missing[0]}).")
-    n = args.max_images
-    return found.files[:n], np.asarray(found.labels[:n], dtype=np.int64), found.classes
+    keep = evenly_spaced(range(len(found.files)), args.max_images)  # every class keeps its share
+    return [found.files[i] for i in keep], np.asarray(found.labels, dtype=np.int64)[keep], found.classes
 
 
 def build_dataset(args, cfg, say=print, *, rank=0, distributed=False) -> TrainingData:

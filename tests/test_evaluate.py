@@ -23,7 +23,9 @@ def test_digits_end_to_end_in_a_subprocess(tiny_conditional_run, tmp_path, class
     assert scores["fid"] > 0 and set(scores["kid"]) == {"mean", "std"}
     assert 1 <= scores["classes_hit"] <= 10 and 0 <= scores["class_accuracy"] <= 1
     assert scores["memorization"]["median_ratio"] > 0 and len(scores["memorization"]["indices"]) == 60
-    assert "FID" in result.stdout and "class accuracy" in result.stdout
+    assert "FID" in result.stdout and "class accuracy" in result.stdout and "coverage by class" in result.stdout
+    assert list(scores["per_class"]) == [str(i) for i in range(10)]  # in the digit classifier's features
+    assert all(0 <= c["coverage"] <= 1 and c["samples"] == 6 for c in scores["per_class"].values())
     assert Image.open(tmp_path / "scores_nearest.png").size[1] > 32  # samples over their nearest digits
 
 
@@ -130,3 +132,68 @@ def test_a_folder_of_small_images_is_cropped_to_its_squares_by_default(tiny_run,
                              "--out", str(out)]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].endswith("pass a smaller --crop, --crop square or --crop 0")
+
+
+def _class_folder(root, classes, per_class=4, size=36):
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("L", (size, size), color=30 * c + 5 * i).save(root / name / f"{i}.png")
+    return root
+
+
+def test_a_labelled_folders_classes_are_matched_to_the_runs_by_name_and_spread(tiny_conditional_run, tmp_path):
+    """The run's classes are 0 to 9 by name: a folder's "3" is class 3 whatever its place
+    among the subfolders, a class the run lacks is -1, and --max-real keeps a share of
+    every class (the first images alone would be one class's)."""
+    from torchgan_sagan.trainer.run_folder import load_generator
+
+    generator = load_generator(tiny_conditional_run)
+    folder = _class_folder(tmp_path / "real", ["3", "7", "zebra"])
+    said = []
+    images, labels = command.real_images(str(folder), generator, max_real=6, crop=0, say=said.append)
+    assert images.shape == (6, 1, 32, 32) and not said
+    assert labels.tolist() == [3, 3, 7, 7, -1, -1]
+    assert command.class_names(generator) == [str(i) for i in range(10)]
+
+
+def test_an_unlabelled_folder_or_unconditional_run_says_why_there_is_no_per_class_coverage(
+        tiny_run, tiny_conditional_run, tmp_path, capsys):
+    from torchgan_sagan.trainer.run_folder import load_generator
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(3):
+        Image.new("L", (36, 36), color=50 * i).save(flat / f"{i}.png")
+    said = []
+    _, labels = command.real_images(str(flat), load_generator(tiny_conditional_run), crop=0, say=said.append)
+    assert labels is None and said == [f"Per-class coverage skipped: {flat} has images outside class subfolders "
+                                       f"(give --labels FILE)."]
+    said.clear()
+    other = _class_folder(tmp_path / "other", ["cat", "dog"])
+    _, labels = command.real_images(str(other), load_generator(tiny_conditional_run), crop=0, say=said.append)
+    assert labels is None and said[0].startswith("Per-class coverage skipped: none of the folder's classes (cat, dog)")
+    (tmp_path / "labels.csv").write_text("0.png,cat\n")
+    capsys.readouterr()
+    assert command.main([str(tiny_run), "--real", str(flat), "--labels", str(tmp_path / "labels.csv"),
+                         "--no-inception", "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["evaluate: error: --labels: this run is unconditional; per-class coverage needs a "
+                   "class-conditional run"]
+
+
+@pytest.mark.slow
+def test_a_conditional_run_on_a_labelled_folder_gets_each_classs_coverage_by_name(
+        tiny_conditional_run, tmp_path, inception_weights, capsys):
+    folder = _class_folder(tmp_path / "real", ["0", "1", "unknown"], per_class=6)
+    out = tmp_path / "cond.json"
+    assert command.main([str(tiny_conditional_run), "--real", str(folder), "--num-samples", "40", "--crop", "0",
+                         "--inception-weights", str(inception_weights), "--out", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    assert 0 <= scores["coverage"] <= 1 and scores["density"] >= 0
+    per_class = scores["per_class"]
+    assert list(per_class) == [str(i) for i in range(10)]
+    assert per_class["0"]["real"] == 6 and per_class["0"]["samples"] == 4 and per_class["1"]["k"] == 5
+    assert all(per_class[str(i)] is None for i in range(2, 10))  # no real images of theirs
+    said = capsys.readouterr().out
+    assert "density / coverage" in said and "coverage by class" in said and "8 not scored" in said

@@ -3,6 +3,7 @@
     python -m torchgan_sagan.evaluate runs/celeba --real ~/data/celeba     # FID-50k, KID, IS, precision/recall
     python -m torchgan_sagan.evaluate runs/celeba --real ~/data/celeba --num-samples 10000 --inception-weights FILE
     python -m torchgan_sagan.evaluate runs/digits --real digits            # digit-classifier FID/KID, coverage
+    python -m torchgan_sagan.evaluate runs/cond --real ~/data/train        # also coverage per class (subfolders)
     python -m torchgan_sagan.evaluate runs/sagan_faces_32 --real faces --no-inception   # memorization only
 
 ``--real`` is ``digits`` (scikit-learn's, embedded), ``faces`` (scikit-image's LFW
@@ -11,12 +12,15 @@ faces, embedded) or a folder of images. Scores, on ``--num-samples`` seeded samp
 
 - for ``faces`` and folders, the standard scores in Inception-v3 features
   (:mod:`torchgan_sagan.metrics.standard`, torch-fidelity's code): FID, KID, Inception
-  Score and precision/recall, against up to ``--max-real`` real images whose features
-  are computed once and cached. The weights are torch-fidelity's, fetched once into the
+  Score, precision/recall and density/coverage, against up to ``--max-real`` real
+  images (spread evenly over the folder's sorted files) whose features are computed once
+  and cached. For a class-conditional run and a labelled folder (class subfolders, or
+  ``--labels FILE``), each class's coverage by the run's class names. The weights are torch-fidelity's, fetched once into the
   package's cache folder, or ``--inception-weights FILE``; without either and without
   a connection, the error names the file and its address. ``--no-inception`` skips them;
 - for ``digits``, FID and KID in the digit classifier's features, class coverage (and
-  class accuracy for a conditional generator, per class by the run's class names);
+  for a conditional generator class accuracy, and each class's coverage by the run's
+  class names);
 - the memorization check on the first 1,000 samples: each one's nearest real image in
   pixel space, against the real images' distances to each other
   (:mod:`torchgan_sagan.metrics.memorization`).
@@ -31,14 +35,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torchvision.utils import save_image
 
 from .recipe.cli import CommandError, command_parser, crop_value, parse_device, require_at_least, run_command
 from .data import ImageFiles, embedded_digits, embedded_faces, find_images, folder_transform
-from .data.folders import resolve_crop
+from .data.folders import evenly_spaced, resolve_crop
+from .data.labels import labelled_images
+from .metrics.coverage import coverage_summary
 from .metrics.inception import inception_weights
 from .metrics.standard import protocol_name, standard_scores
 from .metrics.memorization import match_training_images, memorization_report
@@ -47,7 +53,7 @@ from .trainer.run_folder import load_generator
 from .metrics.sampling import generate, sample_labels
 from .visualize import nearest_grid
 
-__all__ = ["build_parser", "real_images", "evaluate_generator", "main"]
+__all__ = ["build_parser", "class_names", "folder_classes", "real_images", "evaluate_generator", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "results file (default: RUN/evaluation.json)",
                        samples=(PAPERS_SAMPLES, "generated samples to score (50,000: the papers' FID-50k)"), seed=12345)
     p.add_argument("--real", required=True, help="digits, faces, or a folder of images")
-    p.add_argument("--max-real", type=int, default=5000, help="real images to read from a folder at most")
+    p.add_argument("--max-real", type=int, default=5000, help="real images to read from a folder at most "
+                   "(spread evenly over its sorted files)")
+    p.add_argument("--labels", type=Path, metavar="FILE", help="classes of --real's images for a conditional run's "
+                   "per-class coverage: CSV rows file,class or a JSON object (default: its class subfolders)")
     p.add_argument("--crop", type=crop_value, help="center crop of folder images before resizing: pixels, 'square' "
                    "or 0 (none); default: 160 for CelebA's img_align_celeba, 'square' for other folders")
     p.add_argument("--inception-weights", type=Path, metavar="FILE", help="torch-fidelity's Inception weights "
@@ -79,10 +88,46 @@ def real_folder(name: str) -> Path:
     return folder
 
 
-def real_images(name: str, generator, *, max_real: int = 5000, crop: Optional[Union[int, str]] = None):
+def class_names(generator) -> List[str]:
+    """A conditional generator's class names as its run recorded them (the indices when
+    it recorded none); ``[]`` for an unconditional one."""
+    names = list(getattr(getattr(generator, "config", None), "class_names", None) or ())
+    return names or [str(i) for i in range(getattr(generator, "num_classes", 0) or 0)]
+
+
+def folder_classes(folder: Path, generator, labels_file: Optional[Path] = None, say=print):
+    """``(files, labels)`` of a folder for a conditional ``generator``: the labels in the
+    run's class indices (matched by name; -1 for a class the run lacks), or ``None`` when
+    the folder is not labelled (said in a line). ``labels_file``: as ``--labels``."""
+    if not generator.num_classes:
+        if labels_file is not None:
+            raise CommandError("--labels: this run is unconditional; per-class coverage needs a class-conditional run")
+        return find_images(folder), None
+    try:
+        found = labelled_images(folder, labels_file)
+    except FileNotFoundError as err:
+        raise CommandError(str(err)) from None
+    except ValueError as err:
+        if labels_file is not None:
+            raise CommandError(str(err)) from None
+        say(f"Per-class coverage skipped: {folder} has images outside class subfolders (give --labels FILE).")
+        return find_images(folder), None
+    names = class_names(generator)
+    index = {n: i for i, n in enumerate(names)}
+    if not set(found.classes) & set(index):
+        say(f"Per-class coverage skipped: none of the folder's classes ({', '.join(found.classes[:5])}) is one of "
+            f"the run's ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}).")
+        return found.files, None
+    return found.files, torch.tensor([index.get(found.classes[c], -1) for c in found.labels])
+
+
+def real_images(name: str, generator, *, max_real: int = 5000, crop: Optional[Union[int, str]] = None,
+                labels_file: Optional[Path] = None, say=print):
     """``(images, labels)`` of ``digits``, ``faces`` or a folder, at the generator's size
-    and channels; labels are ``None`` except for the digits. ``crop``: as ``--crop``;
-    ``None``: the folder's default (:func:`~torchgan_sagan.data.folders.default_crop`)."""
+    and channels; labels are the digits' classes, a labelled folder's classes for a
+    conditional generator (:func:`folder_classes`), else ``None``. ``crop``: as
+    ``--crop``; ``None``: the folder's default (:func:`~torchgan_sagan.data.folders.default_crop`).
+    A folder gives at most ``max_real`` images, spread evenly over its sorted files."""
     size, channels = generator.out_size, generator.out_channels
     if name == "digits":
         images, labels = embedded_digits(size).tensors
@@ -91,14 +136,16 @@ def real_images(name: str, generator, *, max_real: int = 5000, crop: Optional[Un
         images, _ = embedded_faces(size, flips=False).tensors
         return match_training_images(images, torch.empty(1, channels, size, size)), None
     folder = real_folder(name)
-    files = find_images(folder)[:max_real]
+    files, labels = folder_classes(folder, generator, labels_file, say)
+    keep = evenly_spaced(range(len(files)), max_real)
+    files, labels = [files[i] for i in keep], None if labels is None else labels[keep]
     crop = resolve_crop(folder, crop)
     dataset = ImageFiles(files, folder_transform(size, crop=crop, channels=channels))
     from tqdm import tqdm
 
     bar = tqdm(range(len(dataset)), desc="reading", unit="image")
     try:
-        return torch.stack([dataset[i][0] for i in bar]), None
+        return torch.stack([dataset[i][0] for i in bar]), labels
     except ValueError as err:  # every image failed: undecodable, or smaller than the crop
         raise CommandError(f"{err} from {folder} with --crop {crop or 0}: pass a smaller --crop, --crop square or "
                            f"--crop 0") from None
@@ -108,21 +155,26 @@ def real_images(name: str, generator, *, max_real: int = 5000, crop: Optional[Un
 
 def evaluate_generator(generator, real: torch.Tensor, labels: Optional[torch.Tensor], *, kind: str,
                        num_samples: int, seed: int, inception_weights: Optional[Path] = None,
-                       device=None, batch_size: int = 250, cache_dir: Optional[Path] = None) -> Tuple[Dict, torch.Tensor]:
+                       device=None, batch_size: int = 250, cache_dir: Optional[Path] = None,
+                       names: Optional[Sequence[str]] = None) -> Tuple[Dict, torch.Tensor]:
     """The scores of :mod:`torchgan_sagan.evaluate` for ``generator`` against ``real``
     (``kind``: ``"digits"`` or anything else; ``inception_weights``: the file for the
-    standard scores, ``None`` to skip them), and the generated samples they scored."""
+    standard scores, ``None`` to skip them), and the generated samples they scored.
+    ``names``: a conditional generator's class names; with ``labels`` they add each
+    class's coverage (``per_class``)."""
     fake = generate(generator, num_samples, seed=seed, device=device, batch_size=batch_size,
                     progress=num_samples > batch_size)
     result: Dict = {"samples": num_samples, "real_images": len(real)}
     if kind == "digits":
         classifier = digit_classifier()
         result["features"] = f"digit classifier (test accuracy {classifier.test_accuracy:.4f})"
-        result.update(digit_scores(fake, real, labels, classifier, sample_labels(generator, num_samples)))
+        result.update(digit_scores(fake, real, labels, classifier, sample_labels(generator, num_samples), names))
     elif inception_weights is not None:
         result["features"] = f"Inception-v3 ({inception_weights}), torch-fidelity"
+        asked = sample_labels(generator, num_samples)
+        classes = (labels, asked, names) if names and labels is not None and asked is not None else None
         result.update(standard_scores(fake, real, weights_path=inception_weights, device=device,
-                                      cache_dir=cache_dir, progress=True))
+                                      cache_dir=cache_dir, progress=True, classes=classes))
     else:
         result["features"] = None
     result["memorization"] = memorization_report(fake[:MEMORIZATION_SAMPLES], real)
@@ -140,6 +192,7 @@ def _table(result: Dict) -> str:
             rows += [("Inception Score", f"{result['inception_score']['mean']:.3f} ± "
                                          f"{result['inception_score']['std']:.3f}"),
                      ("precision / recall", f"{result['precision']:.3f} / {result['recall']:.3f}"),
+                     ("density / coverage", f"{result['density']:.3f} / {result['coverage']:.3f}"),
                      ("real features", "from the cache" if result["reference_cached"] else "computed, now cached")]
         rows.append(("features", result["features"]))
     else:
@@ -148,6 +201,8 @@ def _table(result: Dict) -> str:
         rows += [("classes hit", str(result["classes_hit"])), ("KL(generated || real)", f"{result['kl']:.3f}")]
     if "class_accuracy" in result:
         rows.append(("class accuracy", f"{result['class_accuracy']:.3f}"))
+    if "per_class" in result:
+        rows.append(("coverage by class", coverage_summary(result["per_class"])))
     m = result["memorization"]
     rows += [("memorization check", f"the first {min(n, MEMORIZATION_SAMPLES):,} samples"),
              ("nearest real image, samples (median)", f"{m['sample_to_train']['median']:.3f}"),
@@ -171,10 +226,12 @@ def run(args: argparse.Namespace) -> Dict:
         weights = inception_weights(args.inception_weights)
     device = parse_device(args.device)
     generator = load_generator(args.run, device=device, trust_checkpoint=args.trust_checkpoint)
-    real, labels = real_images(args.real, generator, max_real=args.max_real, crop=args.crop)
+    real, labels = real_images(args.real, generator, max_real=args.max_real, crop=args.crop,
+                               labels_file=args.labels)
     kind = "digits" if args.real == "digits" else "images"
     result, fake = evaluate_generator(generator, real, labels, kind=kind, num_samples=args.num, seed=args.seed,
-                                      inception_weights=weights, device=device, batch_size=args.batch_size)
+                                      inception_weights=weights, device=device, batch_size=args.batch_size,
+                                      names=class_names(generator))
     out = args.out or (args.run if args.run.is_dir() else args.run.parent) / "evaluation.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     nearest = out.with_name(f"{out.stem}_nearest.png")  # RUN/nearest.png is the training's own

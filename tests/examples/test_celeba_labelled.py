@@ -173,3 +173,15 @@ def test_a_conditional_config_without_a_folder_trains_on_the_embedded_digits(cel
     assert "training on the embedded digits" in capsys.readouterr().out
     labels = torch.cat([labels for _, labels in served])
     assert labels.unique().numel() > 1  # the digits' own classes, not zeros
+
+
+def test_max_images_keeps_every_class(celeba, tmp_path, served, capsys):
+    """--max-images on class subfolders keeps a share of each class: the first five images
+    of these sorted files would all be class_a's."""
+    data = _class_folder(tmp_path / "data", NAMES[:5], per_class=3)
+    assert celeba.main(["--config", "sagan_cond_digits_32", "--data-root", str(data), "--max-images", "5",
+                        "--step-channels", "8", "--batch-size", "5", "--epochs", "1", "--sample-size", "5",
+                        "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "Training on 5 images in 5 classes" in capsys.readouterr().out
+    labels = torch.cat([labels for _, labels in served])
+    assert sorted(labels.unique().tolist()) == [0, 1, 2, 3, 4]

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "find_images", "folder_resize", "folder_transform", "open_image",
            "default_crop", "resolve_crop", "TooSmallForCrop", "CELEBA_CROP", "SQUARE",
-           "image_root"]
+           "image_root", "evenly_spaced"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
 CELEBA_FOLDER = "img_align_celeba"
@@ -53,6 +53,15 @@ def find_images(root: str | os.PathLike) -> List[Path]:
             f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {str(root)!r} or its subfolders"
         )
     return files
+
+
+def evenly_spaced(items: Sequence, n: Optional[int]) -> list:
+    """``n`` of ``items`` spread evenly over them, in their order (all when ``n`` is
+    ``None`` or not less): in a sorted class-subfolder layout every class gets its share,
+    where the first ``n`` would be the first classes only."""
+    if n is None or n >= len(items):
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
 
 
 def image_root(root: str | os.PathLike) -> Path:

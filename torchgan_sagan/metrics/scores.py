@@ -1,12 +1,7 @@
 """Offline quality metrics: FID, KID and class coverage in a digit classifier's feature
-space, standard Inception FID from weights the user supplies, and the summaries the
-comparison harness reports.
-
-No metric here downloads anything. The Inception network that FID normally uses has
-to be fetched from the internet, so by default the features come from a small CNN
-trained on the handwritten digits that ship with scikit-learn
-(:mod:`torchgan_sagan.metrics.classifier`). FID and KID come from torchmetrics, fed with those
-features.
+space (:mod:`torchgan_sagan.metrics.classifier`, trained on scikit-learn's digits, so
+nothing is downloaded), fed to torchmetrics; Inception FID per epoch when weights are
+present; and the summaries the comparison harness reports.
 
 Each metric works standalone (:func:`fid`, :func:`kid`, :func:`class_coverage`,
 :func:`evaluate`) and as a torchgan ``EvaluationMetric`` that the ``Trainer`` runs at
@@ -19,7 +14,7 @@ from __future__ import annotations
 import os
 import statistics
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -28,6 +23,7 @@ from torchgan.metrics import EvaluationMetric
 
 from ..files import register_checkpoint_class
 from .classifier import DigitClassifier, digit_classifier
+from .coverage import per_class_coverage
 from .inception import as_rgb_bytes, inception_features, kid_scorer
 from .sampling import chunks, generate, sample_labels
 from .standard import protocol_name
@@ -117,14 +113,22 @@ def class_accuracy(images: torch.Tensor, labels: torch.Tensor, classifier: Digit
 
 
 def digit_scores(fake: torch.Tensor, real_images: torch.Tensor, real_labels: Optional[torch.Tensor],
-                 classifier: DigitClassifier, asked: Optional[torch.Tensor] = None) -> Dict:
+                 classifier: DigitClassifier, asked: Optional[torch.Tensor] = None,
+                 names: Optional[Sequence[str]] = None) -> Dict:
     """FID, KID (``{"mean", "std"}``) and class coverage of generated digits against the
-    real ones, and class accuracy when ``asked`` gives the class each was generated for."""
+    real ones, and class accuracy when ``asked`` gives the class each was generated for;
+    with ``names`` (the run's class names) and ``real_labels`` too, each class's coverage
+    and density in the classifier's features (``per_class``, by name)."""
     coverage = class_coverage(fake, classifier, real_labels)
     result = {"fid": fid(real_images, fake, classifier), "kid": kid(real_images, fake, classifier),
               "classes_hit": coverage["classes_hit"], "kl": coverage["kl"], "histogram": coverage["histogram"]}
     if asked is not None:
         result["class_accuracy"] = class_accuracy(fake, asked, classifier)
+        if names and real_labels is not None:
+            with torch.no_grad():
+                real_f, fake_f = (torch.cat([classifier.eval().features(b) for b in chunks(x)])
+                                  for x in (real_images, fake))
+            result["per_class"] = per_class_coverage(real_f, real_labels, fake_f, asked, names)
     return result
 
 

@@ -1,5 +1,7 @@
 """The scores papers print: FID, KID, Inception Score and precision/recall in the
-standard Inception-v3 features, computed by torch-fidelity's own code.
+standard Inception-v3 features, computed by torch-fidelity's own code, with density and
+coverage beside them (:mod:`torchgan_sagan.metrics.coverage`), per class for labelled
+images.
 
 One pass of torch-fidelity's Inception (:mod:`torchgan_sagan.metrics.inception` gets its
 weights) gives each image's 2048-d pool features (FID, KID, precision/recall) and its
@@ -17,12 +19,13 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..files import atomic_write, default_cache_dir
+from .coverage import density_coverage, per_class_coverage
 from .inception import as_rgb_bytes, inception_weights
 from .sampling import chunks
 
@@ -100,11 +103,14 @@ def protocol_name(metric: str, num_samples: int) -> str:
 
 def standard_scores(fake: torch.Tensor, real: torch.Tensor, *, weights_path: Optional[os.PathLike] = None,
                     device="cpu", batch_size: int = 100, cache_dir: Optional[os.PathLike] = None,
-                    progress: bool = False, seed: int = 2020) -> Dict:
+                    progress: bool = False, seed: int = 2020,
+                    classes: Optional[Tuple[torch.Tensor, torch.Tensor, Sequence[str]]] = None) -> Dict:
     """FID, KID (``{"mean", "std"}``), IS (``{"mean", "std"}``), precision and recall of
     ``fake`` against ``real`` (both in [-1, 1], any size), by torch-fidelity's functions
-    on Inception features; ``reference_cached`` says whether the real features were read
-    from the cache. ``seed``: of KID's subsets and IS's shuffle (torch-fidelity's 2020)."""
+    on Inception features, and density and coverage; ``reference_cached`` says whether
+    the real features were read from the cache. ``seed``: of KID's subsets and IS's
+    shuffle (torch-fidelity's 2020). ``classes``: ``(real_labels, fake_labels, names)``
+    adds ``per_class`` (:func:`~torchgan_sagan.metrics.coverage.per_class_coverage`)."""
     from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
     from torch_fidelity.metric_isc import isc_features_to_metric
     from torch_fidelity.metric_kid import kid_features_to_metric
@@ -121,9 +127,12 @@ def standard_scores(fake: torch.Tensor, real: torch.Tensor, *, weights_path: Opt
                                  rng_seed=seed, verbose=False)
     isc = isc_features_to_metric(fake_features[LOGITS], splits=10, shuffle=True, rng_seed=seed)
     prc = prc_features_to_metric(fake_pool, real_pool, verbose=False)
+    extra = density_coverage(real_pool, fake_pool)
+    if classes is not None:
+        extra["per_class"] = per_class_coverage(real_pool, classes[0], fake_pool, classes[1], classes[2])
     return {"fid": float(fid),
             "kid": {"mean": float(kid["kernel_inception_distance_mean"]),
                     "std": float(kid["kernel_inception_distance_std"])},
             "inception_score": {"mean": float(isc["inception_score_mean"]), "std": float(isc["inception_score_std"])},
             "precision": float(prc["precision"]), "recall": float(prc["recall"]),
-            "reference_cached": cached, "weights": str(extractor.weights_path)}
+            **extra, "reference_cached": cached, "weights": str(extractor.weights_path)}
