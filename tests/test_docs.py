@@ -74,3 +74,52 @@ def test_the_package_has_its_license():
     text = (ROOT / "LICENSE").read_text()
     setup = (ROOT / "setup.cfg").read_text()
     assert text.startswith("MIT License") and "license = MIT" in setup and "license_files = LICENSE" in setup
+
+
+def _pages():
+    """The pages people read (docs/api.md is generated from the code's docstrings)."""
+    return [ROOT / "README.md", ROOT / "benchmarks" / "RESULTS.md",
+            *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "api.md")]
+
+
+def _anchor(heading: str) -> str:
+    """The anchor a Markdown renderer gives a heading (GitHub's rule: lower case, spaces to
+    hyphens, punctuation dropped)."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_to_a_section_finds_its_heading():
+    for page in _pages():
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", page.read_text()):
+            linked = (page.parent / target) if target else page
+            if target.startswith("http") or linked.suffix != ".md":
+                continue
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(), flags=re.M)
+            assert anchor in {_anchor(h) for h in headings}, f"{page.name} links to {target}#{anchor}: no such heading"
+
+
+#: Measured figures: a mean and its spread over seeds, a ratio, a percentage with decimals.
+FIGURE = re.compile(r"\b\d+\.\d+ ± \d+\.\d+|\b\d+\.\d\dx\b|\b\d+\.\d+%")
+
+
+def _figures(text: str):
+    return set(FIGURE.findall(text))
+
+
+def test_each_measured_figure_is_said_on_one_page():
+    """A figure lives on one page, beside its date, torch version, threads and command;
+    the others link to it (a copy goes stale when the measurement is rerun)."""
+    seen = {}
+    for page in _pages():
+        for figure in _figures(page.read_text()):
+            assert figure not in seen, f"{figure} is on {seen[figure]} and {page.relative_to(ROOT)}: link instead"
+            seen[figure] = page.relative_to(ROOT)
+
+
+def test_the_figure_check_sees_figures():
+    assert _figures("FID 1.98 ± 0.11, 2.63x as fast, 7.7% fewer; not 2x, 3 seeds, 0.999") == \
+        {"1.98 ± 0.11", "2.63x", "7.7%"}
+    assert _anchor("Does attention help? Not measurably, and it costs time") == \
+        "does-attention-help-not-measurably-and-it-costs-time"
+    assert _anchor("The tutorial migration: torchgan's network against `sagan_tutorial_64`") == \
+        "the-tutorial-migration-torchgans-network-against-sagan_tutorial_64"
