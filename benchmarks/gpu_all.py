@@ -28,6 +28,11 @@ first step that fails ends the run with status 1 (its row says why).
 6. **end to end**: ``python examples/celeba.py --data-root`` as a user runs it (a
    subprocess), then ``--resume`` with one epoch more, then ``python -m
    torchgan_sagan.generate`` and ``.evaluate`` on the run.
+7. **standard scores**: ``python -m torchgan_sagan.evaluate`` on that run at its
+   defaults, 50,000 samples (FID-50k, KID, IS, precision/recall, density/coverage),
+   against 5,000 of the JPEGs, with a stand-in Inception weights file of the real
+   architecture (``tests/standin_inception.py``: the device machine cannot fetch the
+   real one, so the scores' values mean nothing; their time and the path do).
 
 What it costs on one H100, estimated from its parts (docs/gpu.md's figures of
 2026: ``sagan_celeba_64`` 40 ms an iteration at batch 64, torchgan's tutorial network
@@ -37,8 +42,10 @@ four training runs of 312 iterations (about 13 s, 13 s, 22 s and at most 13 s) p
 the profiled window, the final pictures and memorization check (~10 s each):
 ~2 min; the CUDA-graph check, three trainers of 20 + 20 + 5 iterations: ~15 s; end to
 end, two launches of 2,000 images for 2 and 1 epochs plus two commands, four process
-starts: ~1 min. About 4 minutes in all, under the 6 a short loan allows; the
-rehearsal on a 2-core CPU takes under 2.
+starts: ~1 min; the standard scores, 55,000 images through Inception-v3 (a few thousand
+a second) and the neighbour searches of precision/recall and density/coverage on 16
+CPUs: ~2 min (not yet measured). About 6 minutes in all; the rehearsal on a 2-core CPU
+takes under 3.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -75,9 +83,9 @@ from torchgan_sagan.trainer import resumable  # noqa: E402
 #: Sizes of a run on a GPU and of the rehearsal on a CPU.
 SIZES = {
     "gpu": dict(images=20000, batch=64, warm=20, timed=100, profiled=10, synced=10, step_channels=None,
-                e2e_images=2000, graph_iters=20, samples=1000),
+                e2e_images=2000, graph_iters=20, samples=1000, standard_samples=50000, standard_real=5000),
     "rehearse": dict(images=300, batch=8, warm=1, timed=2, profiled=1, synced=1, step_channels=8,
-                     e2e_images=48, graph_iters=2, samples=64),
+                     e2e_images=48, graph_iters=2, samples=64, standard_samples=24, standard_real=12),
 }
 #: The training runs of step 4: (row name, config, extra flags, torchgan's tutorial network).
 TRAIN_RUNS = [("sagan_celeba_64", "sagan_celeba_64", [], False),
@@ -282,6 +290,7 @@ def run(out: Path, mode: str) -> int:
     report = Report(out, mode)
     workers = os.cpu_count() or 1
     folder, cache, runs = out / "jpegs", out / "cache", out / "runs"
+    shutil.rmtree(runs, ignore_errors=True)  # a second run into the same OUT trains afresh, not on resumes
     width = [] if sizes["step_channels"] is None else ["--step-channels", str(sizes["step_channels"])]
     celeba = _celeba()
 
@@ -362,9 +371,27 @@ def run(out: Path, mode: str) -> int:
                  "--no-inception"], log)  # the device machine reaches no address to fetch weights from
         report.add("end to end", "generate, evaluate: seconds", time.perf_counter() - start)
 
+    def standard_scores():
+        sys.path.insert(0, str(ROOT / "tests"))
+        from standin_inception import write_standin_weights
+
+        weights = write_standin_weights(out / "standin_inception.pth")
+        start = time.perf_counter()
+        n = sizes["standard_samples"]
+        said = command(["-m", "torchgan_sagan.evaluate", str(runs / "end_to_end"), "--device", device, "--real",
+                        str(folder), "--crop", "160", "--num-samples", str(n), "--max-real",
+                        str(sizes["standard_real"]), "--inception-weights", str(weights),
+                        "--out", str(out / "standard_scores.json")], out / "standard_scores.log")
+        for row in ("FID-50k" if n == 50000 else "FID-", "KID", "Inception Score", "precision / recall",
+                    "density / coverage"):
+            if row not in said:
+                raise RuntimeError(f"evaluate printed no {row!r} row")
+        report.add("standard scores", f"evaluate at {n:,} samples, stand-in weights: seconds",
+                   time.perf_counter() - start)
+
     steps: Dict[str, Callable[[], None]] = {"environment": environment, "jpeg folder": jpegs,
                                             "image cache": image_cache, "train": train, "cuda graphs": graphs,
-                                            "end to end": end_to_end}
+                                            "end to end": end_to_end, "standard scores": standard_scores}
     for name, step in steps.items():
         print(f"gpu_all: {name}", flush=True)
         try:

@@ -23,7 +23,8 @@ def test_the_rehearsal_runs_every_step_on_the_cpu_in_under_two_minutes(tmp_path)
     rows = json.loads((tmp_path / "out" / "gpu_all.json").read_text())["rows"]
     table = (tmp_path / "out" / "gpu_all.md").read_text()
     steps = {row["step"].split(":")[0] for row in rows}
-    assert steps == {"environment", "jpeg folder", "image cache", "train", "cuda graphs", "end to end"}
+    assert steps == {"environment", "jpeg folder", "image cache", "train", "cuda graphs", "end to end",
+                     "standard scores"}
     assert all(row["what"] and row["status"] in ("ok", "not run (no GPU)") for row in rows)
     trained = {row["step"] for row in rows if row["step"].startswith("train: ")}
     assert trained == {"train: sagan_celeba_64", "train: sagan_tutorial_64", "train: torchgan's tutorial network",
