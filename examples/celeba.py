@@ -645,9 +645,10 @@ def finish(trainer: Trainer, loader, out: Path, test_noise: List[torch.Tensor]) 
 
 
 def memorization_check(generator, loader, out: Path, max_real: int = 1000) -> None:
-    """Generation or copying? Each of 1000 samples' nearest training image (up to
-    ``max_real`` of them) in pixel space, against the training images' own nearest
-    neighbours; ``nearest.png`` shows eight samples over their nearest training images."""
+    """Generation or copying? Each sample's nearest training image (up to ``max_real`` of
+    them) in pixel space, against the training images' own nearest neighbours, for as
+    many samples as training images compared, from 100 to 1000; ``nearest.png`` shows
+    eight samples over their nearest training images."""
     from torchvision.utils import save_image
 
     real = []
@@ -656,7 +657,7 @@ def memorization_check(generator, loader, out: Path, max_real: int = 1000) -> No
         if sum(len(r) for r in real) >= max_real:
             break
     real = torch.cat(real)[:max_real]
-    fake = generate(generator, 1000, seed=12345)
+    fake = generate(generator, min(max_real, max(100, len(real))), seed=12345)
     report = memorization_report(fake, real)
     save_image(nearest_grid(fake, real, report["indices"]), out / "nearest.png")
     print(f"Memorization check ({len(real)} training images): a sample's nearest training image is at "

@@ -679,3 +679,20 @@ def test_resume_auto_without_out_refuses_a_folder_a_live_job_holds(tmp_path, mon
         message = _main_error(capsys, "--resume", "auto", "--max-images", "4", "--step-channels", "8")
     assert message.startswith(f"celeba.py: error: runs/sagan_faces_32 is in use by pid {os.getpid()} on ")
     assert not (tmp_path / "runs" / "sagan_faces_32" / "checkpoints").exists()  # nothing written there
+
+
+def test_the_memorization_check_draws_as_many_samples_as_training_images_it_compares(tmp_path, monkeypatch):
+    """A dozen training images get 100 samples, not 1,000 (most of a 128x128 preset's
+    short run went there); a large set still gets 1,000 against its first 1,000."""
+    from torchgan_sagan import get_config, make_trainer
+
+    drawn, real_generate = [], celeba.generate
+    monkeypatch.setattr(celeba, "generate", lambda g, n, **k: drawn.append(n) or real_generate(g, n, **k))
+    generator = make_trainer(get_config("sagan_faces_32", step_channels=8), out=tmp_path / "run",
+                             device="cpu").generator
+    few = [(torch.rand(4, 1, 32, 32) * 2 - 1,) for _ in range(3)]
+    celeba.memorization_check(generator, few, tmp_path)
+    many = [(torch.rand(400, 1, 32, 32) * 2 - 1,) for _ in range(4)]
+    celeba.memorization_check(generator, many, tmp_path)
+    assert drawn == [100, 1000]
+    assert (tmp_path / "nearest.png").is_file()

@@ -52,3 +52,13 @@ def test_verdicts_for_copies_and_new_images():
 def test_too_few_images_is_a_clear_error():
     with pytest.raises(ValueError, match="at least 2 samples and 2 training images"):
         memorization_report(torch.rand(1, 1, 8, 8), torch.rand(5, 1, 8, 8))
+
+
+def test_training_images_that_repeat_give_no_verdict_instead_of_an_endless_ratio():
+    """A folder whose images are mostly duplicates (here: two, each twice) puts the
+    training images at distance 0 from each other; the ratio then divides by nothing."""
+    g = torch.Generator().manual_seed(0)
+    two = torch.rand(2, 1, 8, 8, generator=g) * 2 - 1
+    report = memorization_report(torch.rand(50, 1, 8, 8, generator=g) * 2 - 1, torch.cat([two, two]))
+    assert report["train_to_train"]["median"] == 0
+    assert report["verdict"].startswith("no verdict: half or more of the training images have an exact copy")

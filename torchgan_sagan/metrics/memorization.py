@@ -115,8 +115,12 @@ def memorization_report(samples: torch.Tensor, training: torch.Tensor) -> Dict:
 
 def verdict(report: Dict) -> str:
     """One line on a :func:`memorization_report`: collapse (checked first: collapsed
-    samples are also close to the training set), copies, or new images."""
+    samples are also close to the training set), copies, or new images; none when most
+    training images repeat (their distances to each other are then 0)."""
     spread, ratio = report["spread_ratio"], report["median_ratio"]
+    if report["train_to_train"]["median"] == 0:
+        return ("no verdict: half or more of the training images have an exact copy among them, so the distances "
+                "have no scale; look at the picture")
     if spread < COLLAPSE_BELOW:
         return (f"the samples have collapsed: they are much closer to each other than training images are "
                 f"(spread ratio {spread:.2f}), not copies")
