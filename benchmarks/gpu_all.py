@@ -77,6 +77,7 @@ import gpu_check  # noqa: E402
 from _measure import markdown_table  # noqa: E402
 
 from torchgan_sagan.data import build_image_cache, find_images  # noqa: E402
+from torchgan_sagan.metrics.standard import protocol_name  # noqa: E402
 from torchgan_sagan.models.torchgan_tutorial import tutorial_losses, tutorial_network_params  # noqa: E402
 from torchgan_sagan.trainer import resumable  # noqa: E402
 
@@ -382,8 +383,7 @@ def run(out: Path, mode: str) -> int:
                         str(folder), "--crop", "160", "--num-samples", str(n), "--max-real",
                         str(sizes["standard_real"]), "--inception-weights", str(weights),
                         "--out", str(out / "standard_scores.json")], out / "standard_scores.log")
-        for row in ("FID-50k" if n == 50000 else "FID-", "KID", "Inception Score", "precision / recall",
-                    "density / coverage"):
+        for row in (protocol_name("FID", n), "KID", "Inception Score", "precision / recall", "density / coverage"):
             if row not in said:
                 raise RuntimeError(f"evaluate printed no {row!r} row")
         report.add("standard scores", f"evaluate at {n:,} samples, stand-in weights: seconds",

@@ -43,7 +43,7 @@ from torchvision.utils import save_image
 from .recipe.cli import CommandError, command_parser, crop_value, parse_device, require_at_least, run_command
 from .data import ImageFiles, embedded_digits, embedded_faces, find_images, folder_transform
 from .data.folders import evenly_spaced, resolve_crop
-from .data.labels import labelled_images
+from .data.labels import class_subfolders, labelled_images
 from .metrics.coverage import coverage_summary
 from .metrics.inception import inception_weights
 from .metrics.standard import protocol_name, standard_scores
@@ -99,19 +99,15 @@ def folder_classes(folder: Path, generator, labels_file: Optional[Path] = None, 
     """``(files, labels)`` of a folder for a conditional ``generator``: the labels in the
     run's class indices (matched by name; -1 for a class the run lacks), or ``None`` when
     the folder is not labelled (said in a line). ``labels_file``: as ``--labels``."""
+    if not generator.num_classes and labels_file is not None:
+        raise CommandError("--labels: this run is unconditional; per-class coverage needs a class-conditional run")
+    files = find_images(folder)  # listed once: a folder of CelebA's size takes seconds
     if not generator.num_classes:
-        if labels_file is not None:
-            raise CommandError("--labels: this run is unconditional; per-class coverage needs a class-conditional run")
-        return find_images(folder), None
-    try:
-        found = labelled_images(folder, labels_file)
-    except FileNotFoundError as err:
-        raise CommandError(str(err)) from None
-    except ValueError as err:
-        if labels_file is not None:
-            raise CommandError(str(err)) from None
+        return files, None
+    if labels_file is None and class_subfolders(folder, files) is None:
         say(f"Per-class coverage skipped: {folder} has images outside class subfolders (give --labels FILE).")
-        return find_images(folder), None
+        return files, None
+    found = labelled_images(folder, labels_file, files)  # a bad labels file: one line, through run_command
     names = class_names(generator)
     index = {n: i for i, n in enumerate(names)}
     if not set(found.classes) & set(index):
@@ -165,13 +161,13 @@ def evaluate_generator(generator, real: torch.Tensor, labels: Optional[torch.Ten
     fake = generate(generator, num_samples, seed=seed, device=device, batch_size=batch_size,
                     progress=num_samples > batch_size)
     result: Dict = {"samples": num_samples, "real_images": len(real)}
+    asked = sample_labels(generator, num_samples)  # the class each sample was drawn for (None: unconditional)
     if kind == "digits":
         classifier = digit_classifier()
         result["features"] = f"digit classifier (test accuracy {classifier.test_accuracy:.4f})"
-        result.update(digit_scores(fake, real, labels, classifier, sample_labels(generator, num_samples), names))
+        result.update(digit_scores(fake, real, labels, classifier, asked, names))
     elif inception_weights is not None:
         result["features"] = f"Inception-v3 ({inception_weights}), torch-fidelity"
-        asked = sample_labels(generator, num_samples)
         classes = (labels, asked, names) if names and labels is not None and asked is not None else None
         result.update(standard_scores(fake, real, weights_path=inception_weights, device=device,
                                       cache_dir=cache_dir, progress=True, classes=classes))

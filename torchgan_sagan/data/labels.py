@@ -97,11 +97,12 @@ def class_index(names: Sequence[str]) -> Dict[str, int]:
     return {n: i for i, n in enumerate(distinct)}
 
 
-def labelled_images(root: str | os.PathLike, labels_file: Optional[str | os.PathLike] = None) -> LabelledImages:
-    """The images of ``root`` with their classes: from ``labels_file`` if given, else from
-    the root's class subfolders. A flat folder without a labels file is a ``ValueError``
-    that says how to label it."""
-    files = find_images(root)
+def labelled_images(root: str | os.PathLike, labels_file: Optional[str | os.PathLike] = None,
+                    files: Optional[Sequence[Path]] = None) -> LabelledImages:
+    """The images of ``root`` (``files``, when already listed by :func:`find_images`) with
+    their classes: from ``labels_file`` if given, else from the root's class subfolders.
+    A flat folder without a labels file is a ``ValueError`` that says how to label it."""
+    files = find_images(root) if files is None else files
     base = image_root(root)
     if labels_file is None:
         names = class_subfolders(root, files)
