@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torchvision.utils import save_image
 
 from torchgan_sagan.metrics.inception import inception_fid
-from torchgan_sagan.metrics.standard import protocol_name, standard_scores
+from torchgan_sagan.metrics.standard import fold_batch_norm, protocol_name, standard_scores
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +37,33 @@ def test_scores_equal_torch_fidelitys_from_the_same_images_saved_as_files(tmp_pa
     assert (ours["precision"], ours["recall"]) == pytest.approx((theirs["precision"], theirs["recall"]), abs=1e-6)
     # The per-epoch metric's FID (torchmetrics, same network) agrees too.
     assert inception_fid(real, fake, inception_weights) == pytest.approx(ours["fid"], rel=1e-3)
+
+
+def test_folding_batch_norm_keeps_the_features(inception_weights):
+    """The stand-in's BatchNorms are at identity, which any fold keeps: give them
+    statistics of their own first, so that a wrong scale or shift shows."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                      feature_extractor_weights_path=str(inception_weights)).eval()
+    rng = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for norm in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            shape = norm.running_mean.shape
+            norm.running_mean.copy_(torch.randn(shape, generator=rng) * 0.3)
+            norm.running_var.copy_(torch.rand(shape, generator=rng) + 0.5)
+            norm.weight.copy_(torch.rand(shape, generator=rng) + 0.5)
+            norm.bias.copy_(torch.randn(shape, generator=rng) * 0.1)
+    images = (_smooth(3, 1.0, 2).add(1).mul(127.5)).to(torch.uint8)
+    with torch.no_grad():
+        before = net(images)
+        with pytest.raises(ValueError, match="eval mode"):
+            fold_batch_norm(net.train())
+        folded = fold_batch_norm(net.eval())
+        after = folded.to(memory_format=torch.channels_last)(images)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    for b, a in zip(before, after):
+        assert b.abs().max() > 0 and torch.allclose(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
 
 
 def test_protocol_names():
