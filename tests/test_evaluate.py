@@ -4,8 +4,10 @@ import json
 import os
 import subprocess
 import sys
+import weakref
 
 import pytest
+import torch
 from PIL import Image
 
 from torchgan_sagan import evaluate as command
@@ -36,7 +38,7 @@ def test_faces_without_inception_score_memorization_only(tiny_run, tmp_path, cap
     assert "fid" not in scores and scores["real_images"] == 100
     assert set(scores["memorization"]["train_to_train"]) == {"p05", "median", "p95"}
     said = capsys.readouterr().out
-    assert "skipped (--no-inception)" in said and "papers use 50,000: --num-samples" in said
+    assert "skipped (--no-inception)" in said and "20 / 100 (for the memorization check)" in said
 
 
 def test_the_default_is_the_papers_fifty_thousand_samples():
@@ -197,3 +199,59 @@ def test_a_conditional_run_on_a_labelled_folder_gets_each_classs_coverage_by_nam
     assert all(per_class[str(i)] is None for i in range(2, 10))  # no real images of theirs
     said = capsys.readouterr().out
     assert "density / coverage" in said and "coverage by class" in said and "8 not scored" in said
+
+
+class _TinyExtractor(torch.nn.Module):
+    """Inception's outputs (pool features, logits) from a fixed projection of 4x4
+    means: the evaluation's bookkeeping at a fraction of the network's cost."""
+
+    def __init__(self, weights_path):
+        super().__init__()
+        self.project = torch.nn.Linear(16 * 3, 2048 + 1008)
+        self.weights_path = weights_path
+
+    def forward(self, images):
+        small = torch.nn.functional.adaptive_avg_pool2d(images.float() / 255, 4).flatten(1)
+        out = self.project(small)
+        return out[:, :2048], out[:, 2048:]
+
+
+def test_the_inception_scores_keep_the_samples_features_not_their_images(tmp_path, monkeypatch):
+    """50,000 samples of 128x128 RGB are 9.8 GB: only a batch of images is alive at once,
+    and the first 1,000 stay for the memorization check."""
+    from torchgan_sagan import SAGANGenerator
+    from torchgan_sagan.metrics import standard
+    from torchgan_sagan.metrics.sampling import generate
+
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"stand-in")
+    torch.manual_seed(0)
+    monkeypatch.setattr(standard, "inception_extractor", lambda path, device: _TinyExtractor(weights))
+    g = SAGANGenerator(8, 16, 1, 8)
+    alive, most = [], 0
+
+    def watch(module, inputs, output):
+        nonlocal most
+        alive.append(weakref.ref(output))
+        most = max(most, sum(ref() is not None for ref in alive))
+
+    g.register_forward_hook(watch)
+    real = torch.rand(30, 1, 16, 16) * 2 - 1
+    result, fake = command.evaluate_generator(g, real, None, kind="images", num_samples=1500, seed=5,
+                                              inception_weights=weights, batch_size=50, cache_dir=tmp_path)
+    assert len(alive) == 30 and most <= 3  # all 30 batches drawn, never more than a few held
+    assert result["samples"] == 1500 and result["fid"] > 0 and 0 <= result["recall"] <= 1
+    assert len(fake) == command.MEMORIZATION_SAMPLES
+    assert torch.allclose(fake, generate(g, 1000, seed=5, batch_size=50), atol=1e-6)
+    assert len(result["memorization"]["indices"]) == command.MEMORIZATION_SAMPLES
+
+
+def test_without_inception_only_the_memorization_checks_samples_are_drawn(tiny_run, tmp_path, capsys,
+                                                                          monkeypatch):
+    from torchgan_sagan.metrics.sampling import generate
+
+    drawn = []
+    monkeypatch.setattr(command, "generate", lambda g, n, **k: drawn.append(n) or generate(g, n, **k))
+    assert command.main([str(tiny_run), "--real", "faces", "--no-inception", "--out", str(tmp_path / "e.json")]) == 0
+    assert drawn == [command.MEMORIZATION_SAMPLES]  # not the default 50,000
+    assert "1,000 / 100 (for the memorization check)" in capsys.readouterr().out

@@ -17,7 +17,9 @@ faces, embedded) or a folder of images. Scores, on ``--num-samples`` seeded samp
   and cached. For a class-conditional run and a labelled folder (class subfolders, or
   ``--labels FILE``), each class's coverage by the run's class names. The weights are torch-fidelity's, fetched once into the
   package's cache folder, or ``--inception-weights FILE``; without either and without
-  a connection, the error names the file and its address. ``--no-inception`` skips them;
+  a connection, the error names the file and its address. ``--no-inception`` skips them
+  (and draws only the memorization check's samples). Of the samples, only their
+  features are kept (12 KB each; an RGB 128x128 image in float32 is 196 KB);
 - for ``digits``, FID and KID in the digit classifier's features, class coverage (and
   for a conditional generator class accuracy, and each class's coverage by the run's
   class names);
@@ -50,7 +52,7 @@ from .metrics.standard import protocol_name, standard_scores
 from .metrics.memorization import match_training_images, memorization_report
 from .metrics.scores import digit_classifier, digit_scores
 from .trainer.run_folder import load_generator
-from .metrics.sampling import generate, sample_labels
+from .metrics.sampling import GeneratedBatches, generate, sample_labels
 from .visualize import nearest_grid
 
 __all__ = ["build_parser", "class_names", "folder_classes", "real_images", "evaluate_generator", "main"]
@@ -157,29 +159,40 @@ def evaluate_generator(generator, real: torch.Tensor, labels: Optional[torch.Ten
     (``kind``: ``"digits"`` or anything else; ``inception_weights``: the file for the
     standard scores, ``None`` to skip them), and the generated samples they scored.
     ``names``: a conditional generator's class names; with ``labels`` they add each
-    class's coverage (``per_class``)."""
-    fake = generate(generator, num_samples, seed=seed, device=device, batch_size=batch_size,
-                    progress=num_samples > batch_size)
+    class's coverage (``per_class``). The samples returned are the first
+    :data:`MEMORIZATION_SAMPLES`: the Inception scores keep only features, and without
+    them no more are drawn."""
+    if kind != "digits" and inception_weights is None:  # only the memorization check uses samples
+        num_samples = min(num_samples, MEMORIZATION_SAMPLES)
     result: Dict = {"samples": num_samples, "real_images": len(real)}
     asked = sample_labels(generator, num_samples)  # the class each sample was drawn for (None: unconditional)
     if kind == "digits":
+        fake = generate(generator, num_samples, seed=seed, device=device, batch_size=batch_size,
+                        progress=num_samples > batch_size)
         classifier = digit_classifier()
         result["features"] = f"digit classifier (test accuracy {classifier.test_accuracy:.4f})"
         result.update(digit_scores(fake, real, labels, classifier, asked, names))
     elif inception_weights is not None:
+        # Features as the samples come: the images themselves are kept for the memorization check only.
+        samples = GeneratedBatches(generator, num_samples, seed=seed, device=device, batch_size=batch_size,
+                                   keep=MEMORIZATION_SAMPLES)
         result["features"] = f"Inception-v3 ({inception_weights}), torch-fidelity"
         classes = (labels, asked, names) if names and labels is not None and asked is not None else None
-        result.update(standard_scores(fake, real, weights_path=inception_weights, device=device,
+        result.update(standard_scores(samples, real, weights_path=inception_weights, device=device,
                                       cache_dir=cache_dir, progress=True, classes=classes))
+        fake = samples.kept
     else:
         result["features"] = None
+        fake = generate(generator, num_samples, seed=seed, device=device, batch_size=batch_size)
     result["memorization"] = memorization_report(fake[:MEMORIZATION_SAMPLES], real)
-    return result, fake
+    return result, fake[:MEMORIZATION_SAMPLES]
 
 
 def _table(result: Dict) -> str:
     n = result["samples"]
     protocol = "the papers' protocol" if n == PAPERS_SAMPLES else f"papers use {PAPERS_SAMPLES:,}: --num-samples"
+    if result["features"] is None:
+        protocol = "for the memorization check"
     rows = [("samples / real images", f"{n:,} / {result['real_images']:,} ({protocol})")]
     if result.get("fid") is not None:
         rows += [(protocol_name("FID", n), f"{result['fid']:.3f}"),

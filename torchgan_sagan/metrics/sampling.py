@@ -8,7 +8,7 @@ from typing import Iterator, Optional
 import torch
 import torch.nn as nn
 
-__all__ = ["chunks", "sample_labels", "generate", "noise", "slerp", "interpolation_noise"]
+__all__ = ["chunks", "sample_labels", "generate", "GeneratedBatches", "noise", "slerp", "interpolation_noise"]
 
 
 def chunks(x: torch.Tensor, size: int = 500) -> Iterator[torch.Tensor]:
@@ -25,7 +25,50 @@ def sample_labels(generator: nn.Module, num_samples: int) -> Optional[torch.Tens
     return torch.arange(num_samples) % num_classes if num_classes else None
 
 
-@torch.no_grad()
+class GeneratedBatches:
+    """The images :func:`generate` returns, one CPU batch at a time, so that a caller
+    that keeps only features holds one batch of images, not all of them (50,000 RGB
+    images of 128x128 are 9.8 GB in float32). ``len()`` is the number of batches; each
+    iteration draws the same images, and leaves its first ``keep`` in :attr:`kept`.
+    Other arguments as :func:`generate`'s."""
+
+    def __init__(self, generator: nn.Module, num_samples: Optional[int] = None, *, seed: int = 0,
+                 batch_size: int = 500, device: Optional[torch.device] = None, z: Optional[torch.Tensor] = None,
+                 labels: Optional[torch.Tensor] = None, truncation: Optional[float] = None, keep: int = 0):
+        if z is None:
+            if num_samples is None:
+                raise ValueError("generate needs num_samples or the noise z")
+            z = noise(num_samples, generator.encoding_dims, seed=seed, truncation=truncation)
+        self.generator, self.z, self.batch_size = generator, z, batch_size
+        self.device = device or next(generator.parameters()).device
+        self.labels = sample_labels(generator, len(z)) if labels is None else labels
+        self.keep, self.kept = keep, None
+
+    def __len__(self) -> int:
+        return -(-len(self.z) // self.batch_size)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.z)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        label_batches = chunks(self.labels, self.batch_size) if self.labels is not None else [None] * len(self)
+        was_training = self.generator.training
+        self.generator.eval()
+        kept = []
+        try:
+            for b, y in zip(chunks(self.z, self.batch_size), label_batches):
+                with torch.no_grad():
+                    args = (b.to(self.device),) if y is None else (b.to(self.device), y.to(self.device))
+                    images = self.generator(*args).cpu()
+                if sum(map(len, kept)) < self.keep:
+                    kept.append(images[: self.keep - sum(map(len, kept))].clone())
+                    self.kept = torch.cat(kept)
+                yield images
+        finally:
+            self.generator.train(was_training)
+
+
 def generate(generator: nn.Module, num_samples: Optional[int] = None, *, seed: int = 0, batch_size: int = 500,
              device: Optional[torch.device] = None, z: Optional[torch.Tensor] = None,
              labels: Optional[torch.Tensor] = None, truncation: Optional[float] = None,
@@ -36,27 +79,15 @@ def generate(generator: nn.Module, num_samples: Optional[int] = None, *, seed: i
     The noise is ``z``, or ``num_samples`` seeded draws (:func:`noise`, with
     ``truncation`` if given). A conditional generator is asked for ``labels``, by
     default the classes of :func:`sample_labels`. ``progress`` shows a bar.
+    :class:`GeneratedBatches` gives the same images a batch at a time.
     """
-    device = device or next(generator.parameters()).device
-    if z is None:
-        if num_samples is None:
-            raise ValueError("generate needs num_samples or the noise z")
-        z = noise(num_samples, generator.encoding_dims, seed=seed, truncation=truncation)
-    if labels is None:
-        labels = sample_labels(generator, len(z))
-    batches = list(chunks(z, batch_size))
-    label_batches = [None] * len(batches) if labels is None else list(chunks(labels, batch_size))
+    batches = GeneratedBatches(generator, num_samples, seed=seed, batch_size=batch_size, device=device, z=z,
+                               labels=labels, truncation=truncation)
     if progress:
         from tqdm import tqdm
 
-        batches = tqdm(batches, desc="generating", unit="batch", dynamic_ncols=True)
-    was_training = generator.training
-    generator.eval()
-    try:
-        return torch.cat([(generator(b.to(device)) if y is None else generator(b.to(device), y.to(device))).cpu()
-                          for b, y in zip(batches, label_batches)])
-    finally:
-        generator.train(was_training)
+        return torch.cat(list(tqdm(batches, desc="generating", unit="batch", dynamic_ncols=True)))
+    return torch.cat(list(batches))
 
 
 def noise(num_samples: int, encoding_dims: int, *, seed: int = 0, truncation: Optional[float] = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -73,21 +73,31 @@ def fold_batch_norm(net: torch.nn.Module) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def image_features(images: torch.Tensor, extractor: torch.nn.Module, *, batch_size: int = 100,
-                   progress: bool = False, what: str = "images") -> Dict[str, torch.Tensor]:
-    """``{POOL: N x 2048, LOGITS: N x 1008}`` (float32, CPU) of images in [-1, 1]."""
+def image_features(images: Union[torch.Tensor, Iterable[torch.Tensor]], extractor: torch.nn.Module, *,
+                   batch_size: int = 100, progress: bool = False, what: str = "images") -> Dict[str, torch.Tensor]:
+    """``{POOL: N x 2048, LOGITS: N x 1008}`` (float32, CPU) of images in [-1, 1]: a
+    tensor, or batches of them as they come (e.g.
+    :class:`~torchgan_sagan.metrics.sampling.GeneratedBatches`), so that only features
+    are kept."""
     device = next(extractor.parameters()).device
-    batches = chunks(images, batch_size)
+    if torch.is_tensor(images):
+        images = [images]
+    total = sum(map(len, images)) if isinstance(images, list) else getattr(images, "num_images", None)
+    pools, logits = [], []
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        batches = tqdm(batches, total=-(-len(images) // batch_size), desc=f"Inception features of {what}",
-                       unit="batch")
-    pools, logits = [], []
-    for batch in batches:
-        pool, logit = extractor(as_rgb_bytes(batch).to(device))
-        pools.append(pool.cpu())
-        logits.append(logit.cpu())
+        bar = tqdm(total=total, desc=f"Inception features of {what}", unit="image", dynamic_ncols=True)
+    for given in images:
+        for batch in chunks(given, batch_size):
+            pool, logit = extractor(as_rgb_bytes(batch).to(device))
+            pools.append(pool.cpu())
+            logits.append(logit.cpu())
+            if bar is not None:
+                bar.update(len(batch))
+    if bar is not None:
+        bar.close()
     return {POOL: torch.cat(pools), LOGITS: torch.cat(logits)}
 
 
@@ -124,12 +134,13 @@ def protocol_name(metric: str, num_samples: int) -> str:
     return f"{metric}-{num_samples // 1000}k" if num_samples % 1000 == 0 else f"{metric}-{num_samples}"
 
 
-def standard_scores(fake: torch.Tensor, real: torch.Tensor, *, weights_path: Optional[os.PathLike] = None,
+def standard_scores(fake: Union[torch.Tensor, Iterable[torch.Tensor]], real: torch.Tensor, *, weights_path: Optional[os.PathLike] = None,
                     device="cpu", batch_size: int = 100, cache_dir: Optional[os.PathLike] = None,
                     progress: bool = False, seed: int = 2020,
                     classes: Optional[Tuple[torch.Tensor, torch.Tensor, Sequence[str]]] = None) -> Dict:
     """FID, KID (``{"mean", "std"}``), IS (``{"mean", "std"}``), precision and recall of
-    ``fake`` against ``real`` (both in [-1, 1], any size), by torch-fidelity's functions
+    ``fake`` against ``real`` (both in [-1, 1], any size; ``fake`` may come in batches, as
+    :func:`image_features` takes them), by torch-fidelity's functions
     on Inception features, and density and coverage; ``reference_cached`` says whether
     the real features were read from the cache. ``seed``: of KID's subsets and IS's
     shuffle (torch-fidelity's 2020). ``classes``: ``(real_labels, fake_labels, names)``
