@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torchvision.utils import save_image
 
 from torchgan_sagan.metrics.inception import inception_fid
-from torchgan_sagan.metrics.standard import fold_batch_norm, protocol_name, standard_scores
+from torchgan_sagan.metrics.inception import fold_batch_norm
+from torchgan_sagan.metrics.standard import protocol_name, standard_scores
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,7 @@ from ..files import default_cache_dir
 from .sampling import chunks
 
 __all__ = ["inception_features", "as_rgb_bytes", "kid_scorer", "inception_fid", "inception_kid",
-           "inception_weights", "InceptionWeightsMissing", "INCEPTION_FILE", "INCEPTION_URL"]
+           "inception_weights", "fold_batch_norm", "InceptionWeightsMissing", "INCEPTION_FILE", "INCEPTION_URL"]
 
 #: torch-fidelity's Inception-v3 weights (the TensorFlow FID network's, 2015-12-05).
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -65,6 +65,28 @@ def inception_weights(path: Optional[os.PathLike] = None, *, fetch: bool = True,
     return cached
 
 
+@torch.no_grad()
+def fold_batch_norm(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` (in eval mode) with each conv + BatchNorm pair made one conv with a bias,
+    in place: the same function (features within 1e-6 relative), one pass less over each
+    activation. With channels-last, Inception runs faster (on a CPU: docs/after-training.md)."""
+    if net.training:
+        raise ValueError("fold_batch_norm needs a network in eval mode (net.eval()): a training BatchNorm "
+                         "normalizes by each batch's own statistics, which cannot be folded")
+    for block in net.modules():
+        conv, norm = getattr(block, "conv", None), getattr(block, "bn", None)
+        if not (isinstance(conv, torch.nn.Conv2d) and isinstance(norm, torch.nn.BatchNorm2d)):
+            continue
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        bias = norm.bias - norm.running_mean * scale
+        if conv.bias is not None:
+            bias = bias + conv.bias * scale
+        conv.weight.mul_(scale[:, None, None, None])
+        conv.bias = torch.nn.Parameter(bias, requires_grad=False)
+        block.bn = torch.nn.Identity()
+    return net
+
+
 class _Inception(torch.nn.Module):
     """torch-fidelity's Inception-v3 giving one layer's features, as torchmetrics takes a
     feature network (``num_features``). torchmetrics' own wrapper of it resizes images
@@ -77,8 +99,8 @@ class _Inception(torch.nn.Module):
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except ModuleNotFoundError as err:
             raise ImportError("Inception features need torch-fidelity: python -m pip install torch-fidelity") from err
-        self.net = FeatureExtractorInceptionV3("inception-v3-compat", [str(feature)],
-                                               feature_extractor_weights_path=str(path)).eval()
+        net = FeatureExtractorInceptionV3("inception-v3-compat", [str(feature)], feature_extractor_weights_path=str(path))
+        self.net = fold_batch_norm(net.eval()).to(memory_format=torch.channels_last)
         self.num_features = feature
 
     def train(self, mode: bool = True) -> "_Inception":
