@@ -77,3 +77,38 @@ def test_the_weights_come_from_torch_fidelitys_own_address():
     from torchgan_sagan.metrics import inception
 
     assert inception.INCEPTION_URL == URL_INCEPTION_V3 and URL_INCEPTION_V3.endswith(inception.INCEPTION_FILE)
+
+
+def _peak_tensor_bytes(fn) -> int:
+    """The most tensor memory alive at once during ``fn()``, from the profiler's
+    allocation and free events replayed in order."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    live = peak = 0
+    for event in events:
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+def test_precision_recall_take_the_samples_distances_in_blocks(monkeypatch):
+    """At 50,000 samples, all sample-to-sample distances are 10 GB: an evaluation was
+    killed for memory after two hours of Inception. Here 3,000 samples' would be 36 MB."""
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    from torchgan_sagan.metrics import standard
+
+    monkeypatch.setattr(standard, "PRC_BLOCK", 300)
+    rng = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(200, 64, generator=rng), torch.randn(3000, 64, generator=rng)
+    scores = {}
+    peak = _peak_tensor_bytes(lambda: scores.update(standard.precision_recall(fake, real)))
+    assert peak < 3000 * 3000 * 4 / 2, peak / 2**20
+    whole = prc_features_to_metric(fake, real, verbose=False)  # torch-fidelity's default: all at once
+    assert 0 < scores["recall"] < 1 and 0 < scores["precision"] < 1
+    assert (scores["precision"], scores["recall"]) == pytest.approx((whole["precision"], whole["recall"]), abs=1e-9)
+    assert _peak_tensor_bytes(lambda: prc_features_to_metric(fake, real, verbose=False)) > 3000 * 3000 * 4
