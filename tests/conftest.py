@@ -198,3 +198,23 @@ def _load_script(path, name=None):
 def load_script():
     """``load_script(path)``: the script at ``path`` as a module (see ``_load_script``)."""
     return _load_script
+
+
+@pytest.fixture
+def watch_outputs():
+    """``watch(module)`` -> a record of the module's outputs: ``record["calls"]``, and
+    ``record["most"]``, the most of them alive at once (held by anyone)."""
+    import weakref
+
+    def watch(module):
+        alive, record = [], {"calls": 0, "most": 0}
+
+        def hook(_module, _inputs, output):
+            alive.append(weakref.ref(output))
+            record["calls"] = len(alive)
+            record["most"] = max(record["most"], sum(ref() is not None for ref in alive))
+
+        module.register_forward_hook(hook)
+        return record
+
+    return watch

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import weakref
 
 import pytest
 import torch
@@ -216,7 +215,7 @@ class _TinyExtractor(torch.nn.Module):
         return out[:, :2048], out[:, 2048:]
 
 
-def test_the_inception_scores_keep_the_samples_features_not_their_images(tmp_path, monkeypatch):
+def test_the_inception_scores_keep_the_samples_features_not_their_images(tmp_path, monkeypatch, watch_outputs):
     """50,000 samples of 128x128 RGB are 9.8 GB: only a batch of images is alive at once,
     and the first 1,000 stay for the memorization check."""
     from torchgan_sagan import SAGANGenerator
@@ -228,18 +227,11 @@ def test_the_inception_scores_keep_the_samples_features_not_their_images(tmp_pat
     torch.manual_seed(0)
     monkeypatch.setattr(standard, "inception_extractor", lambda path, device: _TinyExtractor(weights))
     g = SAGANGenerator(8, 16, 1, 8)
-    alive, most = [], 0
-
-    def watch(module, inputs, output):
-        nonlocal most
-        alive.append(weakref.ref(output))
-        most = max(most, sum(ref() is not None for ref in alive))
-
-    g.register_forward_hook(watch)
+    outputs = watch_outputs(g)
     real = torch.rand(30, 1, 16, 16) * 2 - 1
     result, fake = command.evaluate_generator(g, real, None, kind="images", num_samples=1500, seed=5,
                                               inception_weights=weights, batch_size=50, cache_dir=tmp_path)
-    assert len(alive) == 30 and most <= 3  # all 30 batches drawn, never more than a few held
+    assert outputs["calls"] == 30 and outputs["most"] <= 3  # all 30 batches drawn, never more than a few held
     assert result["samples"] == 1500 and result["fid"] > 0 and 0 <= result["recall"] <= 1
     assert len(fake) == command.MEMORIZATION_SAMPLES
     assert torch.allclose(fake, generate(g, 1000, seed=5, batch_size=50), atol=1e-6)

@@ -1,7 +1,5 @@
 """Drawing samples a batch at a time."""
 
-import weakref
-
 import torch
 
 from torchgan_sagan import SAGANGenerator
@@ -20,16 +18,9 @@ def test_batches_are_generates_images_one_at_a_time_with_the_first_kept():
     assert torch.allclose(torch.cat(list(batches)), whole, atol=1e-6)  # each pass draws the same images
 
 
-def test_a_pass_holds_one_batch_of_images_not_all():
+def test_a_pass_holds_one_batch_of_images_not_all(watch_outputs):
     g = SAGANGenerator(8, 16, 1, 8)
-    alive, most = [], 0
-
-    def watch(module, inputs, output):
-        nonlocal most
-        alive.append(weakref.ref(output))
-        most = max(most, sum(ref() is not None for ref in alive))
-
-    g.register_forward_hook(watch)
+    outputs = watch_outputs(g)
     for batch in GeneratedBatches(g, 40, batch_size=2):
         batch.mean()  # used, then dropped, as features are taken
-    assert len(alive) == 20 and most <= 2
+    assert outputs["calls"] == 20 and outputs["most"] <= 2
