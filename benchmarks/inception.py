@@ -28,6 +28,8 @@ from _measure import interleaved_times, machine_description, markdown_table, pic
 from torchgan_sagan.metrics.inception import as_rgb_bytes  # noqa: E402
 from torchgan_sagan.metrics.standard import POOL, inception_extractor  # noqa: E402
 
+THEIRS = "torch-fidelity's"
+
 
 def torch_fidelitys(weights: Path, device: torch.device) -> torch.nn.Module:
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
@@ -57,20 +59,20 @@ def main(argv=None) -> int:
     device = pick_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights or standin_weights(Path(tmp))
-        nets = {"torch-fidelity's": torch_fidelitys(weights, device), "ours": inception_extractor(weights, device)}
+        nets = {THEIRS: torch_fidelitys(weights, device), "ours": inception_extractor(weights, device)}
     images = as_rgb_bytes(torch.rand(args.batch, 3, args.size, args.size,
                                      generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
     with torch.no_grad():
         features = {name: net(images)[0] for name, net in nets.items()}  # also the warm-up
         times = interleaved_times({name: (lambda net=net: net(images)) for name, net in nets.items()},
                                   args.repeats, device)
-    theirs, ours = features["torch-fidelity's"], features["ours"]
+    theirs, ours = features[THEIRS], features["ours"]
     difference = float(((ours - theirs).abs().max() / theirs.abs().max()).item())
     rate = {name: args.batch / t for name, t in times.items()}
     print(f"{machine_description(device)}; {args.batch} images of {args.size}x{args.size} a call, "
           f"median of {args.repeats}")
     print(markdown_table(["Inception", "images/s", "vs torch-fidelity's"],
-                         [[name, f"{r:.2f}", f"{r / rate[next(iter(rate))]:.2f}x"] for name, r in rate.items()]))
+                         [[name, f"{r:.2f}", f"{r / rate[THEIRS]:.2f}x"] for name, r in rate.items()]))
     print(f"largest pool-feature difference, relative to the largest feature: {difference:.1e}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -184,15 +184,17 @@ def evaluate_generator(generator, real: torch.Tensor, labels: Optional[torch.Ten
     else:
         result["features"] = None
         fake = generate(generator, num_samples, seed=seed, device=device, batch_size=batch_size)
-    result["memorization"] = memorization_report(fake[:MEMORIZATION_SAMPLES], real)
-    return result, fake[:MEMORIZATION_SAMPLES]
+    fake = fake[:MEMORIZATION_SAMPLES]
+    result["memorization"] = memorization_report(fake, real)
+    return result, fake
 
 
 def _table(result: Dict) -> str:
     n = result["samples"]
-    protocol = "the papers' protocol" if n == PAPERS_SAMPLES else f"papers use {PAPERS_SAMPLES:,}: --num-samples"
     if result["features"] is None:
         protocol = "for the memorization check"
+    else:
+        protocol = "the papers' protocol" if n == PAPERS_SAMPLES else f"papers use {PAPERS_SAMPLES:,}: --num-samples"
     rows = [("samples / real images", f"{n:,} / {result['real_images']:,} ({protocol})")]
     if result.get("fid") is not None:
         rows += [(protocol_name("FID", n), f"{result['fid']:.3f}"),

@@ -24,7 +24,7 @@ from ..files import default_cache_dir
 from .sampling import chunks
 
 __all__ = ["inception_features", "as_rgb_bytes", "kid_scorer", "inception_fid", "inception_kid",
-           "inception_weights", "fold_batch_norm", "InceptionWeightsMissing", "INCEPTION_FILE", "INCEPTION_URL"]
+           "inception_weights", "fold_batch_norm", "fidelity_inception", "InceptionWeightsMissing", "INCEPTION_FILE", "INCEPTION_URL"]
 
 #: torch-fidelity's Inception-v3 weights (the TensorFlow FID network's, 2015-12-05).
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -87,6 +87,18 @@ def fold_batch_norm(net: torch.nn.Module) -> torch.nn.Module:
     return net
 
 
+def fidelity_inception(path: os.PathLike, features) -> torch.nn.Module:
+    """torch-fidelity's Inception-v3 with the weights file ``path``, giving ``features``
+    (its output names), in eval mode, BatchNorm folded (:func:`fold_batch_norm`), and
+    channels-last."""
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    except ModuleNotFoundError as err:
+        raise ImportError("Inception features need torch-fidelity: python -m pip install torch-fidelity") from err
+    net = FeatureExtractorInceptionV3("inception-v3-compat", list(features), feature_extractor_weights_path=str(path))
+    return fold_batch_norm(net.eval()).to(memory_format=torch.channels_last)
+
+
 class _Inception(torch.nn.Module):
     """torch-fidelity's Inception-v3 giving one layer's features, as torchmetrics takes a
     feature network (``num_features``). torchmetrics' own wrapper of it resizes images
@@ -95,12 +107,7 @@ class _Inception(torch.nn.Module):
 
     def __init__(self, path: Path, feature: int) -> None:
         super().__init__()
-        try:
-            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-        except ModuleNotFoundError as err:
-            raise ImportError("Inception features need torch-fidelity: python -m pip install torch-fidelity") from err
-        net = FeatureExtractorInceptionV3("inception-v3-compat", [str(feature)], feature_extractor_weights_path=str(path))
-        self.net = fold_batch_norm(net.eval()).to(memory_format=torch.channels_last)
+        self.net = fidelity_inception(path, [str(feature)])
         self.num_features = feature
 
     def train(self, mode: bool = True) -> "_Inception":

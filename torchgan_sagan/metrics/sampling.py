@@ -55,15 +55,15 @@ class GeneratedBatches:
         label_batches = chunks(self.labels, self.batch_size) if self.labels is not None else [None] * len(self)
         was_training = self.generator.training
         self.generator.eval()
-        kept = []
+        kept = torch.empty(0)
         try:
             for b, y in zip(chunks(self.z, self.batch_size), label_batches):
                 with torch.no_grad():
                     args = (b.to(self.device),) if y is None else (b.to(self.device), y.to(self.device))
                     images = self.generator(*args).cpu()
-                if sum(map(len, kept)) < self.keep:
-                    kept.append(images[: self.keep - sum(map(len, kept))].clone())
-                    self.kept = torch.cat(kept)
+                if len(kept) < self.keep:
+                    kept = torch.cat([kept, images[: self.keep - len(kept)]])
+                    self.kept = kept
                 yield images
         finally:
             self.generator.train(was_training)

@@ -23,10 +23,11 @@ from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..files import atomic_write, default_cache_dir
 from .coverage import density_coverage, per_class_coverage
-from .inception import as_rgb_bytes, fold_batch_norm, inception_weights
+from .inception import as_rgb_bytes, fidelity_inception, inception_weights
 from .sampling import chunks
 
 __all__ = ["inception_extractor", "image_features", "reference_features", "standard_scores", "precision_recall",
@@ -42,13 +43,8 @@ def inception_extractor(weights_path: Optional[os.PathLike] = None, device="cpu"
     """torch-fidelity's Inception-v3 with the weights of ``weights_path`` (default: the
     package's cached copy, fetched once; see :func:`inception_weights`), on ``device``,
     giving pool features and logits."""
-    try:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-    except ModuleNotFoundError as err:
-        raise ImportError("standard scores need torch-fidelity: python -m pip install torch-fidelity") from err
     path = inception_weights(weights_path)
-    net = FeatureExtractorInceptionV3("inception-v3-compat", [POOL, LOGITS], feature_extractor_weights_path=str(path))
-    net = fold_batch_norm(net.eval()).to(device, memory_format=torch.channels_last)
+    net = fidelity_inception(path, [POOL, LOGITS]).to(device)
     net.weights_path = path
     return net
 
@@ -65,20 +61,14 @@ def image_features(images: Union[torch.Tensor, Iterable[torch.Tensor]], extracto
         images = [images]
     total = sum(map(len, images)) if isinstance(images, list) else getattr(images, "num_images", None)
     pools, logits = [], []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc=f"Inception features of {what}", unit="image", dynamic_ncols=True)
-    for given in images:
-        for batch in chunks(given, batch_size):
-            pool, logit = extractor(as_rgb_bytes(batch).to(device))
-            pools.append(pool.cpu())
-            logits.append(logit.cpu())
-            if bar is not None:
+    with tqdm(total=total, desc=f"Inception features of {what}", unit="image", dynamic_ncols=True,
+              disable=not progress) as bar:
+        for given in images:
+            for batch in chunks(given, batch_size):
+                pool, logit = extractor(as_rgb_bytes(batch).to(device))
+                pools.append(pool.cpu())
+                logits.append(logit.cpu())
                 bar.update(len(batch))
-    if bar is not None:
-        bar.close()
     return {POOL: torch.cat(pools), LOGITS: torch.cat(logits)}
 
 
