@@ -15,6 +15,18 @@ def _default_log_dirs():
     return {p.name for p in runs.iterdir() if _DEFAULT_LOG_DIR.match(p.name)} if runs.is_dir() else set()
 
 
+def pytest_configure(config):
+    """Under pytest-xdist the workers share the cores: each takes its share of threads,
+    and so do the subprocesses its tests start (through $OMP_NUM_THREADS), since two
+    processes each running a thread per core slow each other several-fold."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -217,7 +217,7 @@ class _TinyExtractor(torch.nn.Module):
 
 def test_the_inception_scores_keep_the_samples_features_not_their_images(tmp_path, monkeypatch, watch_outputs):
     """50,000 samples of 128x128 RGB are 9.8 GB: only a batch of images is alive at once,
-    and the first 1,000 stay for the memorization check."""
+    and the first MEMORIZATION_SAMPLES (1,000; 100 here) stay for the memorization check."""
     from torchgan_sagan import SAGANGenerator
     from torchgan_sagan.metrics import standard
     from torchgan_sagan.metrics.sampling import generate
@@ -225,17 +225,18 @@ def test_the_inception_scores_keep_the_samples_features_not_their_images(tmp_pat
     weights = tmp_path / "weights.pth"
     weights.write_bytes(b"stand-in")
     torch.manual_seed(0)
+    monkeypatch.setattr(command, "MEMORIZATION_SAMPLES", 100)
     monkeypatch.setattr(standard, "inception_extractor", lambda path, device: _TinyExtractor(weights))
     g = SAGANGenerator(8, 16, 1, 8)
     outputs = watch_outputs(g)
     real = torch.rand(30, 1, 16, 16) * 2 - 1
-    result, fake = command.evaluate_generator(g, real, None, kind="images", num_samples=1500, seed=5,
-                                              inception_weights=weights, batch_size=50, cache_dir=tmp_path)
+    result, fake = command.evaluate_generator(g, real, None, kind="images", num_samples=150, seed=5,
+                                              inception_weights=weights, batch_size=5, cache_dir=tmp_path)
     assert outputs["calls"] == 30 and outputs["most"] <= 3  # all 30 batches drawn, never more than a few held
-    assert result["samples"] == 1500 and result["fid"] > 0 and 0 <= result["recall"] <= 1
-    assert len(fake) == command.MEMORIZATION_SAMPLES
-    assert torch.allclose(fake, generate(g, 1000, seed=5, batch_size=50), atol=1e-6)
-    assert len(result["memorization"]["indices"]) == command.MEMORIZATION_SAMPLES
+    assert result["samples"] == 150 and result["fid"] > 0 and 0 <= result["recall"] <= 1
+    assert len(fake) == 100
+    assert torch.allclose(fake, generate(g, 100, seed=5, batch_size=5), atol=1e-6)
+    assert len(result["memorization"]["indices"]) == 100
 
 
 def test_without_inception_only_the_memorization_checks_samples_are_drawn(tiny_run, tmp_path, capsys,

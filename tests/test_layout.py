@@ -142,13 +142,14 @@ def test_tests_mirror_the_package():
         assert (tests / sub.name).is_dir(), f"torchgan_sagan/{sub.name}/ has no tests/{sub.name}/"
 
 
+@pytest.mark.slow  # a pytest subprocess
 def test_the_suite_runs_without_pytests_cache(tmp_path):
     """``pytest -p no:cacheprovider`` (read-only checkouts): the session fixtures then
     make their own cache folder."""
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
                              f"{Path(__file__).resolve()}::test_no_import_cycle"], capture_output=True, text=True,
                             timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:]

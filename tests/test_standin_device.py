@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test starts a Python with torch
+
 HARNESS = Path(__file__).resolve().parent / "standin_device.py"
 
 SCRIPT = '''

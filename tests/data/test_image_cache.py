@@ -106,6 +106,7 @@ def test_a_copy_of_the_folder_elsewhere_uses_the_same_cache(jpegs, tmp_path):
     assert not again.built and again.path == first.path
 
 
+@pytest.mark.slow  # a subprocess, killed
 def test_a_build_killed_half_way_leaves_nothing_behind_the_next_build(jpegs, tmp_path):
     """SIGKILL in the middle of decoding: its partial array and its lock stay; the next
     build takes the lock over, removes the partial file and builds."""
