@@ -234,9 +234,9 @@ def test_the_inception_scores_keep_the_samples_features_not_their_images(tmp_pat
                                               inception_weights=weights, batch_size=5, cache_dir=tmp_path)
     assert outputs["calls"] == 30 and outputs["most"] <= 3  # all 30 batches drawn, never more than a few held
     assert result["samples"] == 150 and result["fid"] > 0 and 0 <= result["recall"] <= 1
-    assert len(fake) == 100
-    assert torch.allclose(fake, generate(g, 100, seed=5, batch_size=5), atol=1e-6)
-    assert len(result["memorization"]["indices"]) == 100
+    assert len(fake) == command.MEMORIZATION_SAMPLES == 100
+    assert torch.allclose(fake, generate(g, command.MEMORIZATION_SAMPLES, seed=5, batch_size=5), atol=1e-6)
+    assert len(result["memorization"]["indices"]) == command.MEMORIZATION_SAMPLES
 
 
 def test_without_inception_only_the_memorization_checks_samples_are_drawn(tiny_run, tmp_path, capsys,

@@ -248,28 +248,26 @@ def test_the_run_records_its_config_and_logs_torchgans_summaries(tmp_path, capsy
     assert read_config(out).step_channels == 8
 
 
+TINY = ["--epochs", "1", "--max-images", "4", "--batch-size", "4", "--step-channels", "8"]
+
+
 def test_inception_fid_every_epoch_reaches_tensorboard_under_a_tag_that_says_what_it_is(
         tmp_path, inception_weights, monkeypatch, capsys):
     out = tmp_path / "run"
-    assert celeba.main(["--epochs", "1", "--max-images", "4", "--batch-size", "4", "--step-channels", "8", "--out", str(out),
-                        "--inception-weights", str(inception_weights)]) == 0
+    assert celeba.main([*TINY, "--out", str(out), "--inception-weights", str(inception_weights)]) == 0
     events = b"".join(p.read_bytes() for p in (out / "logs").glob("events.out.tfevents.*"))
     assert b"Metrics/FID-8_Inception-v3" in events and b"attention_maps" in events  # 4 faces, mirrored
     assert "FID-8_Inception-v3" in (out / "train.log").read_text()
     assert "After every epoch: FID-8_Inception-v3 against 8 training images" in capsys.readouterr().out
     # Without FILE: the package's cached copy; none cached and none fetchable is one line.
     monkeypatch.setenv("TORCHGAN_SAGAN_CACHE", str(tmp_path / "cache"))
-    assert celeba.main(["--epochs", "1", "--max-images", "4", "--batch-size", "4", "--step-channels", "8", "--out",
-                        str(tmp_path / "other"), "--inception-weights"]) == 2
+    assert celeba.main([*TINY, "--out", str(tmp_path / "other"), "--inception-weights"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--inception-weights: no Inception weights at " in err
     (tmp_path / "cache" / "inception").mkdir(parents=True, exist_ok=True)
     shutil.copy(inception_weights, tmp_path / "cache" / "inception" / "weights-inception-2015-12-05-6726825d.pth")
-    assert celeba.main(["--epochs", "1", "--max-images", "4", "--batch-size", "4", "--step-channels", "8", "--out",
-                        str(tmp_path / "third"), "--inception-weights"]) == 0
+    assert celeba.main([*TINY, "--out", str(tmp_path / "third"), "--inception-weights"]) == 0
 
-
-TINY = ["--epochs", "1", "--max-images", "4", "--batch-size", "4", "--step-channels", "8"]
 
 
 def test_no_run_overwrites_another(tmp_path, monkeypatch, capsys):
